@@ -1,0 +1,20 @@
+# taskgroup: which tasks should be learned together, under a compute budget.
+# Table of contents. Experiment facts: config.yaml (schema: schemas/config.schema.yaml).
+# Runtime settings (cores, executor, cluster): profiles/.
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/collect.smk"
+include: "rules/select.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.collect.output,
+        final_targets(),

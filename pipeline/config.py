@@ -1,0 +1,120 @@
+"""Config validation: the JSON schema (``schemas/config.schema.yaml``) with defaults filled in,
+then the checks a schema cannot express. Every error names the offending key, file or task."""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .datasets import LOADERS, DatasetError, load_dataset
+from .models import ARCHITECTURES
+from .split import check_split, make_split
+from .weighting import WEIGHTINGS
+
+
+class ConfigError(ValueError):
+    """The config cannot run; the message says which key and why."""
+
+
+def schema_path() -> Path:
+    # The schema lives at the repo root (schemas/) for Snakemake users and ships in the package.
+    root = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+    if root.exists():
+        return root
+    return Path(str(resources.files("pipeline").joinpath("config.schema.yaml")))
+
+
+def _with_defaults(validator_class):
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def validate_schema(config: dict) -> dict:
+    """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid."""
+    schema = yaml.safe_load(schema_path().read_text())
+    config = copy.deepcopy(config)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    # Defaults go in on a first pass; a second pass reports errors against the filled config.
+    for _ in validator.iter_errors(config):
+        pass
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors:
+            if error.validator == "additionalProperties":
+                lines.append(f"config key {_key(error)}: {error.message} (typo?)")
+            else:
+                lines.append(f"config key {_key(error)}: {error.message}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    return config
+
+
+def resolve_config(config: dict, check_data: bool = True) -> dict:
+    """Validate ``config`` and fill ``dataset.tasks``; with ``check_data``, load the dataset and
+    the split to check every task has labels (and both classes) in every split."""
+    config = validate_schema(config)
+    dataset_cfg = config["dataset"]
+    if dataset_cfg["name"] not in LOADERS:
+        raise ConfigError(f"config key dataset.name: unknown dataset {dataset_cfg['name']!r}")
+    if config["model"]["architecture"] not in ARCHITECTURES:
+        raise ConfigError(
+            f"config key model.architecture: unknown {config['model']['architecture']!r}; "
+            f"known: {sorted(ARCHITECTURES)}"
+        )
+    if config["training"]["weighting"] not in WEIGHTINGS:
+        raise ConfigError(
+            f"config key training.weighting: unknown {config['training']['weighting']!r}; "
+            f"known: {sorted(WEIGHTINGS)}"
+        )
+    try:
+        data = load_dataset(dataset_cfg)
+    except DatasetError as err:
+        raise ConfigError(str(err)) from err
+    except KeyError as err:
+        raise ConfigError(f"config key dataset.{err.args[0]}: required") from err
+    tasks = dataset_cfg.get("tasks") or list(data.task_names)
+    unknown = [t for t in tasks if t not in data.task_names]
+    if unknown:
+        raise ConfigError(
+            f"config key dataset.tasks: unknown task(s) {unknown} for dataset "
+            f"{data.name!r}; known: {list(data.task_names)}"
+        )
+    # Canonical (dataset) order, so a network has one name whatever order the config lists.
+    config["dataset"]["tasks"] = [t for t in data.task_names if t in tasks]
+    too_big = [o for o in config["sweep"]["orders"] if o > len(tasks)]
+    if too_big:
+        raise ConfigError(
+            f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"
+        )
+    if check_data:
+        try:
+            labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+            check_split(data, labels, tasks)
+        except DatasetError as err:
+            raise ConfigError(f"config key split / dataset.tasks: {err}") from err
+    return config
+
+
+def load_config_file(path: str | Path, check_data: bool = True) -> dict:
+    with open(path) as fh:
+        raw = yaml.safe_load(fh) or {}
+    try:
+        return resolve_config(raw, check_data=check_data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err

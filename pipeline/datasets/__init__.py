@@ -1,0 +1,44 @@
+"""Dataset registry: a name in ``config.dataset.name`` -> a loader returning a Dataset."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+
+from .base import TASK_TYPES, Dataset, DatasetError
+from .builtin import load_tox21, load_yeast
+from .synthetic import load_synthetic
+from .table import load_table
+
+LOADERS: dict[str, Callable[[dict], Dataset]] = {
+    "tox21": load_tox21,
+    "yeast": load_yeast,
+    "synthetic": load_synthetic,
+    "table": load_table,
+}
+
+_cache: dict[str, Dataset] = {}
+_lock = threading.Lock()
+
+
+def loader_config(dataset_config: dict) -> dict:
+    """The part of ``config.dataset`` that determines the data: everything but the task
+    selection, so adding a task to a sweep does not change any existing network's params."""
+    return {k: v for k, v in dataset_config.items() if k != "tasks"}
+
+
+def load_dataset(dataset_config: dict) -> Dataset:
+    """Load (once per process: Snakemake threads and Dask workers reuse it) a dataset."""
+    cfg = loader_config(dataset_config)
+    name = cfg.get("name")
+    if name not in LOADERS:
+        raise DatasetError(f"dataset.name: unknown dataset {name!r}; known: {sorted(LOADERS)}")
+    key = json.dumps(cfg, sort_keys=True)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = LOADERS[name](cfg)
+        return _cache[key]
+
+
+__all__ = ["Dataset", "DatasetError", "LOADERS", "TASK_TYPES", "load_dataset", "loader_config"]

@@ -1,0 +1,27 @@
+"""The bodies of the workflow's ``run:`` rules, one call each (rules stay a table of facts)."""
+
+from __future__ import annotations
+
+
+def _named(namedlist) -> dict:
+    return dict(namedlist.items())
+
+
+def split_job(input, output, params, log, threads) -> None:
+    from .split import write_split_for
+
+    write_split_for(params.dataset, params.split, output.split, log[0])
+
+
+def train_job(input, output, params, log, threads) -> None:
+    from .training import run_snakemake_job
+
+    run_snakemake_job(_named(input), _named(output), _named(params), list(log), threads)
+
+
+def collect_job(input, output, params, log, threads) -> None:
+    from .collect import collect
+
+    table = collect(input.metrics, output.parquet, output.duckdb)
+    with open(log[0], "w") as fh:
+        print(f"collected {len(input.metrics)} files, {table.num_rows} rows", file=fh)

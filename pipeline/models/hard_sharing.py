@@ -1,0 +1,42 @@
+"""Hard parameter sharing (Caruana 1997): one trunk shared by all tasks, one head per task.
+
+The architecture of Standley et al. (ICML 2020) and the default of every taskgroup network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .heads import MLPHead
+from .trunks import TRUNKS
+
+
+class HardSharing(nn.Module):
+    def __init__(
+        self,
+        in_features: int,
+        widths: Sequence[int],
+        head_hidden: Sequence[int],
+        output_dims: Sequence[int],
+        generator: torch.Generator,
+        binary_input: bool = False,
+        trunk: str = "mlp",
+    ) -> None:
+        super().__init__()
+        self.trunk = TRUNKS[trunk](in_features, widths, generator, binary_input=binary_input)
+        self.heads = nn.ModuleList(
+            MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
+        )
+
+    def forward(self, x) -> list[torch.Tensor]:
+        h = self.trunk(x)
+        return [head(h) for head in self.heads]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+    def macs(self) -> int:
+        return self.trunk.macs() + sum(head.macs() for head in self.heads)

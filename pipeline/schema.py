@@ -1,0 +1,114 @@
+"""The declared Arrow schemas of every table taskgroup writes, and the one way to write them.
+
+Long format: one row per network x task x split x epoch x metric. Every writer goes through
+:func:`write_table`, which casts to the declared schema (failing loudly on a missing or
+mistyped column) and writes atomically, so a killed job never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+
+METRICS = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        # "<task>+<task>@<size>": the network's one canonical name.
+        pa.field("network", pa.string(), nullable=False),
+        pa.field("tasks", pa.list_(pa.string()), nullable=False),
+        pa.field("n_tasks", pa.int16(), nullable=False),
+        pa.field("size", pa.string(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        # Multiply-adds relative to the full-size single-task network (= 1.0).
+        pa.field("cost", pa.float64(), nullable=False),
+        pa.field("macs", pa.int64(), nullable=False),
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("task_type", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        pa.field("metric", pa.string(), nullable=False),
+        # NaN where undefined (one class only in a split) or after divergence.
+        pa.field("value", pa.float64(), nullable=True),
+        pa.field("n_labelled", pa.int64(), nullable=False),
+        # Network-level outcome: "ok" or "diverged" (then diverged_epoch says when).
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("diverged_epoch", pa.int32(), nullable=True),
+        pa.field("epochs", pa.int32(), nullable=False),
+        # Cumulative in-process training + evaluation seconds at the end of this epoch.
+        pa.field("wall_time_s", pa.float64(), nullable=False),
+        pa.field("device", pa.string(), nullable=False),
+        # sha256 of the network's full training spec: equal hash, equal training.
+        pa.field("config_hash", pa.string(), nullable=False),
+        # JSON object of package versions (python, torch, numpy, pyarrow, taskgroup).
+        pa.field("versions", pa.string(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "metrics", "taskgroup.schema_version": SCHEMA_VERSION},
+)
+
+SPLITS = ("train", "val", "test")
+
+
+class SchemaMismatch(ValueError):
+    """A file or table does not have the declared columns and types."""
+
+
+def conform(table: pa.Table, schema: pa.Schema, what: str = "table") -> pa.Table:
+    """Return ``table`` cast to ``schema`` (column order included) or raise SchemaMismatch."""
+    missing = [name for name in schema.names if name not in table.column_names]
+    extra = [name for name in table.column_names if name not in schema.names]
+    if missing or extra:
+        raise SchemaMismatch(f"{what}: missing columns {missing}, unexpected columns {extra}")
+    table = table.select(schema.names)
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as err:
+        raise SchemaMismatch(f"{what}: cannot cast to the declared schema: {err}") from err
+
+
+def check_file(path: str | os.PathLike, schema: pa.Schema) -> None:
+    """Raise SchemaMismatch naming ``path`` if it is unreadable or not of ``schema``."""
+    try:
+        found = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several types for a truncated/corrupt file
+        raise SchemaMismatch(f"{path}: not a readable Parquet file ({err})") from err
+    if not found.remove_metadata().equals(schema.remove_metadata(), check_metadata=False):
+        raise SchemaMismatch(
+            f"{path}: schema differs from the declared one.\n found: {found}\n wanted: {schema}"
+        )
+
+
+def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
+    """A temporary sibling of ``path`` (same filesystem, so rename is atomic) and ``path``."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    return Path(tmp), final
+
+
+def commit(tmp: Path, final: Path) -> None:
+    """fsync ``tmp`` and rename it over ``final``."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema) -> None:
+    """Cast ``table`` to ``schema`` and write it to ``path`` atomically (temp file + rename)."""
+    table = conform(table, schema, what=str(path))
+    tmp, final = atomic_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        commit(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,78 @@
+"""What a sweep trains: the networks a config asks for, their canonical names and their specs.
+
+Shared by the Snakefile (targets and params) and the CLI, so both name networks one way.
+A network's *spec* holds exactly what determines its training, so its Snakemake params change
+only when its own training would: adding a task or a budget never touches an existing network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from itertools import combinations
+
+from .datasets import loader_config
+
+TASK_SEP = "+"
+
+
+@dataclass(frozen=True, order=True)
+class Network:
+    tasks: tuple[str, ...]
+    size: str
+
+    @property
+    def tasks_key(self) -> str:
+        return TASK_SEP.join(self.tasks)
+
+    @property
+    def name(self) -> str:
+        return f"{self.tasks_key}@{self.size}"
+
+
+def canonical_tasks(tasks: list[str] | tuple[str, ...], order: list[str]) -> tuple[str, ...]:
+    """Tasks in the dataset's order, so {A,B} and {B,A} are one network with one name."""
+    position = {t: i for i, t in enumerate(order)}
+    return tuple(sorted(tasks, key=position.__getitem__))
+
+
+def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
+    """Singles at every size, full-size sets of every other requested order, and (optionally)
+    the all-in-one network, without duplicates."""
+    nets: list[Network] = []
+    for order in sorted(set(sweep["orders"])):
+        for combo in combinations(tasks, order):
+            sizes = sweep["sizes"] if order == 1 else ["full"]
+            nets += [Network(combo, size) for size in sizes]
+    if sweep.get("all_in_one", False) and len(tasks) > 1:
+        nets.append(Network(tuple(tasks), "full"))
+    return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [tasks.index(t) for t in n.tasks]))
+
+
+def method_key(architecture: str, weighting: str) -> str:
+    return f"{architecture}-{weighting}"
+
+
+def network_spec(config: dict, tasks: tuple[str, ...], size: str, seed: int) -> dict:
+    """The complete, JSON-able description of one training (its Snakemake params)."""
+    return {
+        "dataset": loader_config(config["dataset"]),
+        "split": {"seed": int(config["split"]["seed"]), "fractions": config["split"]["fractions"]},
+        "tasks": list(tasks),
+        "size": size,
+        "seed": int(seed),
+        "architecture": config["model"]["architecture"],
+        "weighting": config["training"]["weighting"],
+        "model": {
+            "hidden": list(config["model"]["hidden"]),
+            "head_hidden": list(config["model"]["head_hidden"]),
+        },
+        "training": {
+            k: config["training"][k] for k in ("epochs", "batch_size", "lr", "weight_decay")
+        },
+    }
+
+
+def spec_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,265 @@
+"""Train one network and record every epoch's per-task, per-split losses and metrics.
+
+Entry points: :func:`train_network` (pure: data in, Arrow table out) and
+:func:`run_snakemake_job` (what the ``train`` rule calls, in a Snakemake thread, a spawned job or
+a Dask worker alike: it loads the cached dataset, trains, and writes the Parquet atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from .datasets import Dataset, load_dataset
+from .metrics import METRIC_OF, masked_loss, task_metric
+from .models import ModelShape, build_model, network_cost, widths_for_size
+from .schema import METRICS, SPLITS, write_table
+from .split import read_split
+from .sweep import Network, spec_hash
+from .weighting import build_weighting
+
+EVAL_CHUNK = 8192
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``TASKGROUP_DEVICE`` (cpu, cuda, cuda:1, ...) or "auto": a runtime choice, never part of
+    a network's params, so moving a sweep to a GPU node does not retrain it."""
+    name = name or os.environ.get("TASKGROUP_DEVICE", "auto")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def network_seed(seed: int, network: str) -> int:
+    """A per-network seed: networks trained with one config seed still differ in init."""
+    digest = spec_hash({"seed": seed, "network": network})
+    return int(digest[:15], 16)
+
+
+def package_versions() -> str:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("numpy", "pyarrow", "taskgroup"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "unknown"
+    return json.dumps(versions, sort_keys=True)
+
+
+@dataclass
+class _Inputs:
+    """The dataset as tensors on the device, with split row ids and per-task target scaling."""
+
+    x: object  # torch.Tensor or SparseMatrix
+    y: torch.Tensor  # (rows, tasks) of this network, regression targets standardised
+    rows: dict[str, torch.Tensor]
+    scale: list[float]  # regression: target std, to report RMSE in original units
+
+
+def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.device) -> _Inputs:
+    from .models.layers import SparseMatrix
+
+    cols = [data.task_index(t) for t in tasks]
+    y = data.targets[:, cols].astype(np.float32).copy()
+    train = labels == "train"
+    scale = []
+    for j, c in enumerate(cols):
+        if data.task_types[c] == "regression":
+            col = y[train, j]
+            mean, std = np.nanmean(col), np.nanstd(col) or 1.0
+            y[:, j] = (y[:, j] - mean) / std
+            scale.append(float(std))
+        else:
+            scale.append(1.0)
+    x = torch.from_numpy(data.features).to(device)
+    if data.binary_features:
+        x = SparseMatrix(x)
+    else:
+        mean = data.features[train].mean(axis=0)
+        std = data.features[train].std(axis=0)
+        std[std == 0] = 1.0
+        x = ((x - torch.from_numpy(mean).to(device)) / torch.from_numpy(std).to(device)).float()
+    rows = {s: torch.from_numpy(np.flatnonzero(labels == s)).to(device) for s in SPLITS}
+    return _Inputs(x=x, y=torch.from_numpy(y).to(device), rows=rows, scale=scale)
+
+
+def _take(x, rows: torch.Tensor):
+    from .models.layers import SparseMatrix
+
+    return x.take(rows) if isinstance(x, SparseMatrix) else x[rows]
+
+
+def train_network(
+    data: Dataset,
+    labels: np.ndarray,
+    spec: dict,
+    device: torch.device,
+    log: Callable[[str], None] = lambda line: None,
+) -> pa.Table:
+    """Train the network ``spec`` describes; return its METRICS rows (every epoch kept)."""
+    tasks = list(spec["tasks"])
+    network = Network(tuple(tasks), spec["size"])
+    cols = [data.task_index(t) for t in tasks]
+    types = [data.task_types[c] for c in cols]
+    shape = ModelShape(
+        in_features=data.features.shape[1],
+        hidden=tuple(spec["model"]["hidden"]),
+        head_hidden=tuple(spec["model"]["head_hidden"]),
+        binary_input=data.binary_features,
+    )
+    widths = widths_for_size(spec["architecture"], shape, spec["size"])
+    output_dims = [data.output_dim(t) for t in tasks]
+    macs, cost = network_cost(spec["architecture"], shape, widths, output_dims)
+
+    generator = torch.Generator().manual_seed(network_seed(spec["seed"], network.name))
+    model = build_model(spec["architecture"], shape, widths, output_dims, generator).to(device)
+    weighting = build_weighting(spec["weighting"], len(tasks)).to(device)
+    hp = spec["training"]
+    optimizer = torch.optim.Adam(
+        list(model.parameters()) + list(weighting.parameters()),
+        lr=hp["lr"],
+        weight_decay=hp["weight_decay"],
+        # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
+        fused=True,
+    )
+    inputs = _prepare(data, labels, tasks, device)
+    train_rows = inputs.rows["train"]
+
+    records: dict[str, list] = {name: [] for name in METRICS.names}
+    constant = {
+        "dataset": data.name, "network": network.name, "tasks": tasks, "n_tasks": len(tasks),
+        "size": spec["size"], "width": int(widths[0]), "cost": cost, "macs": macs,
+        "architecture": spec["architecture"], "weighting": spec["weighting"],
+        "seed": int(spec["seed"]), "epochs": int(hp["epochs"]), "device": str(device),
+        "config_hash": spec_hash(spec), "versions": package_versions(),
+    }  # fmt: skip
+    n_labelled = {
+        (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
+        for j in range(len(tasks))
+    }  # fmt: skip
+    started = time.perf_counter()
+    diverged_at: int | None = None
+    epoch_rows: list[dict] = []
+
+    for epoch in range(1, int(hp["epochs"]) + 1):
+        model.train()
+        order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
+        sums = torch.zeros(len(tasks), device=device)
+        steps = 0
+        for start in range(0, order.numel(), int(hp["batch_size"])):
+            batch = order[start : start + int(hp["batch_size"])]
+            outputs = model(_take(inputs.x, batch))
+            target = inputs.y[batch]
+            losses = torch.stack(
+                [masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)]
+            )
+            total = weighting.combine(losses, model)
+            if not torch.isfinite(total):
+                diverged_at = epoch
+                break
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            sums += losses.detach()
+            steps += 1
+        if diverged_at is None:
+            weighting.end_epoch(epoch, (sums / max(steps, 1)).tolist())
+        evaluation = _evaluate(model, inputs, types, diverged_at is not None)
+        elapsed = time.perf_counter() - started
+        for (split, j), (loss, metric) in evaluation.items():
+            for metric_name, value in (("loss", loss), (METRIC_OF[types[j]], metric)):
+                epoch_rows.append({
+                    "task": tasks[j], "task_type": types[j], "split": split, "epoch": epoch,
+                    "metric": metric_name, "value": value, "n_labelled": n_labelled[(split, j)],
+                    "wall_time_s": elapsed,
+                })  # fmt: skip
+        log(_log_line(epoch, int(hp["epochs"]), tasks, evaluation, elapsed, diverged_at))
+        if diverged_at is not None:
+            break
+
+    status = "ok" if diverged_at is None else "diverged"
+    for row in epoch_rows:
+        for name in METRICS.names:
+            if name in row:
+                records[name].append(row[name])
+            elif name == "status":
+                records[name].append(status)
+            elif name == "diverged_epoch":
+                records[name].append(diverged_at)
+            else:
+                records[name].append(constant[name])
+    return pa.table(records, schema=METRICS)
+
+
+@torch.no_grad()
+def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
+    model.eval()
+    result = {}
+    for split in SPLITS:
+        rows = inputs.rows[split]
+        chunks = [
+            model(_take(inputs.x, rows[i : i + EVAL_CHUNK]))
+            for i in range(0, rows.numel(), EVAL_CHUNK)
+        ]
+        target = inputs.y[rows]
+        for j, kind in enumerate(types):
+            out = torch.cat([c[j] for c in chunks])
+            if diverged:
+                result[(split, j)] = (float("nan"), float("nan"))
+                continue
+            loss = float(masked_loss(out, target[:, j], kind))
+            metric = task_metric(
+                out.double().cpu().numpy(), target[:, j].cpu().numpy(), kind, inputs.scale[j]
+            )
+            result[(split, j)] = (loss, metric)
+    return result
+
+
+def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
+    parts = [f"epoch {epoch}/{epochs}"]
+    for split in SPLITS:
+        losses = " ".join(f"{t}={evaluation[(split, j)][0]:.5f}" for j, t in enumerate(tasks))
+        parts.append(f"{split}_loss {losses}")
+    parts.append(f"{elapsed:.2f}s")
+    if diverged_at is not None:
+        parts.append(f"DIVERGED (non-finite loss in epoch {diverged_at})")
+    return " | ".join(parts)
+
+
+def run_snakemake_job(
+    input: dict, output: dict, params: dict, log: list, threads: int = 1
+) -> None:
+    """The ``train`` rule's body: same call in a Snakemake thread, a job process or a Dask worker."""
+    torch.set_num_threads(max(1, int(threads)))
+    spec = params["spec"]
+    device = resolve_device()
+    data = load_dataset(spec["dataset"])
+    labels = read_split(input["split"], data.n_rows)
+    with open(log[0], "w") as log_file:
+
+        def write(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        write(f"network {Network(tuple(spec['tasks']), spec['size']).name} on {device}")
+        table = train_network(data, labels, spec, device, write)
+    write_table(table, output["metrics"], METRICS)
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - debugging aid
+    spec = json.loads((argv or sys.argv[1:])[0])
+    data = load_dataset(spec["dataset"])
+    from .split import make_split
+
+    labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
+    print(train_network(data, labels, spec, resolve_device(), print).num_rows)

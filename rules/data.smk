@@ -1,0 +1,11 @@
+rule split:
+    output:
+        split=f"{RESULTS}/split.parquet",
+    log:
+        f"{RESULTS}/logs/split.log",
+    params:
+        # Only what determines the rows: adding a task must not reshuffle the split.
+        dataset={k: v for k, v in config["dataset"].items() if k != "tasks"},
+        split=config["split"],
+    run:
+        split_job(input, output, params, log, threads)

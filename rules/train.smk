@@ -1,0 +1,19 @@
+rule train:
+    input:
+        split=rules.split.output.split,
+    output:
+        metrics=f"{RESULTS}/runs/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.parquet",
+    log:
+        f"{RESULTS}/logs/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=30,
+    params:
+        spec=train_spec,
+        # The Dask executor calls this in a warm worker instead of spawning a job process.
+        inprocess_entry="pipeline.training:run_snakemake_job",
+    run:
+        train_job(input, output, params, log, threads)
