@@ -35,9 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 def run_sweep(configfile: Path, results: Path, cores: int) -> float:
     shutil.rmtree(results, ignore_errors=True)
     cmd = [
-        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--configfile", str(configfile), "--config", f"results_dir={results}",
-        "--cores", str(cores), "--quiet", "collect",
+        sys.executable, "-m", "snakemake", "collect", "--snakefile", str(REPO / "Snakefile"),
+        "--cores", str(cores), "--quiet", "--configfile", str(configfile),
+        "--config", f"results_dir={results}",
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(cmd, cwd=REPO, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})

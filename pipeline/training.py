@@ -99,14 +99,54 @@ def _take(x, rows: torch.Tensor):
     return x.take(rows) if isinstance(x, SparseMatrix) else x[rows]
 
 
+class Checkpointer:
+    """Saves the whole training state (weights, optimiser, weighting, RNG, rows so far) so a
+    killed or preempted job resumes where it was and ends with the same metrics as an
+    uninterrupted run. Saved at most every ``TASKGROUP_CHECKPOINT_SECONDS`` (default 60: small
+    networks finish before paying for one; 0 = every epoch), atomically (temp + rename)."""
+
+    def __init__(self, path: str | None, every_s: float | None = None) -> None:
+        self.path = path
+        if every_s is None:
+            every_s = float(os.environ.get("TASKGROUP_CHECKPOINT_SECONDS", "60"))
+        self.every_s = every_s
+        self.last = time.perf_counter()
+
+    def load(self, config_hash: str) -> dict | None:
+        if not self.path or not os.path.exists(self.path):
+            return None
+        # weights_only: a checkpoint is data, never code to run.
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        return state if state.get("config_hash") == config_hash else None
+
+    def maybe_save(self, state_fn: Callable[[], dict], final: bool) -> None:
+        if not self.path or final or time.perf_counter() - self.last < self.every_s:
+            return
+        from .schema import atomic_path
+
+        tmp, target = atomic_path(self.path)
+        try:
+            torch.save(state_fn(), tmp)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.last = time.perf_counter()
+
+    def remove(self) -> None:
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 def train_network(
     data: Dataset,
     labels: np.ndarray,
     spec: dict,
     device: torch.device,
     log: Callable[[str], None] = lambda line: None,
+    checkpoint: Checkpointer | None = None,
 ) -> pa.Table:
     """Train the network ``spec`` describes; return its METRICS rows (every epoch kept)."""
+    checkpoint = checkpoint or Checkpointer(None)
     tasks = list(spec["tasks"])
     network = Network(tuple(tasks), spec["size"])
     cols = [data.task_index(t) for t in tasks]
@@ -147,11 +187,21 @@ def train_network(
         (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
         for j in range(len(tasks))
     }  # fmt: skip
-    started = time.perf_counter()
     diverged_at: int | None = None
     epoch_rows: list[dict] = []
+    first_epoch, previous_elapsed = 1, 0.0
+    resumed = checkpoint.load(constant["config_hash"])
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        weighting.load_state_dict(resumed["weighting"])
+        generator.set_state(resumed["generator"])
+        epoch_rows = list(resumed["epoch_rows"])
+        first_epoch, previous_elapsed = resumed["epoch"] + 1, resumed["elapsed"]
+        log(f"resumed from {checkpoint.path} after epoch {resumed['epoch']}")
+    started = time.perf_counter() - previous_elapsed
 
-    for epoch in range(1, int(hp["epochs"]) + 1):
+    for epoch in range(first_epoch, int(hp["epochs"]) + 1):
         model.train()
         order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
         sums = torch.zeros(len(tasks), device=device)
@@ -186,6 +236,15 @@ def train_network(
         log(_log_line(epoch, int(hp["epochs"]), tasks, evaluation, elapsed, diverged_at))
         if diverged_at is not None:
             break
+        checkpoint.maybe_save(
+            lambda: {
+                "config_hash": constant["config_hash"], "epoch": epoch, "elapsed": elapsed,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "weighting": weighting.state_dict(), "generator": generator.get_state(),
+                "epoch_rows": epoch_rows,
+            },  # fmt: skip
+            final=epoch == int(hp["epochs"]),
+        )
 
     status = "ok" if diverged_at is None else "diverged"
     for row in epoch_rows:
@@ -252,8 +311,10 @@ def run_snakemake_job(
             log_file.flush()
 
         write(f"network {Network(tuple(spec['tasks']), spec['size']).name} on {device}")
-        table = train_network(data, labels, spec, device, write)
+        checkpoint = Checkpointer(params.get("checkpoint"))
+        table = train_network(data, labels, spec, device, write, checkpoint)
     write_table(table, output["metrics"], METRICS)
+    checkpoint.remove()
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - debugging aid

@@ -13,6 +13,8 @@ rule train:
         runtime=30,
     params:
         spec=train_spec,
+        # Not an output: Snakemake deletes outputs of a failed job; a checkpoint must survive.
+        checkpoint=f"{RESULTS}/checkpoints/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.pt",
         # The Dask executor calls this in a warm worker instead of spawning a job process.
         inprocess_entry="pipeline.training:run_snakemake_job",
     run:
