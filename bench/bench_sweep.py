@@ -77,10 +77,14 @@ def main() -> None:
         rows.append((cores, n, wall, train, wall / (train / cores), wall / (reference / cores)))
 
     startup = min(process_startup() for _ in range(3))
-    print(f"config: {args.configfile.name}; python -c 'import torch' = {startup:.2f} s "
-          f"(what one process per network would add, per network)\n")
-    print("| cores | networks | wall (s) | sum of in-process training (s) "
-          "| wall / (training sum / cores) | wall / (serial training sum / cores) |")
+    print(
+        f"config: {args.configfile.name}; python -c 'import torch' = {startup:.2f} s "
+        f"(what one process per network would add, per network)\n"
+    )
+    print(
+        "| cores | networks | wall (s) | sum of in-process training (s) "
+        "| wall / (training sum / cores) | wall / (serial training sum / cores) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for cores, n, wall, train, ratio, serial_ratio in rows:
         print(f"| {cores} | {n} | {wall:.1f} | {train:.1f} | {ratio:.2f} | {serial_ratio:.2f} |")

@@ -7,7 +7,6 @@ read-only SQL.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,8 +26,16 @@ def _print(df: pd.DataFrame, fmt: str, pivot: tuple[str, str, str] | None) -> No
     elif fmt == "json":
         print(df.reset_index().to_json(orient="records") if pivot else df.to_json(orient="records"))
     else:
-        with pd.option_context("display.max_rows", 500, "display.width", 200,
-                               "display.max_columns", 50, "display.float_format", "{:.5f}".format):
+        with pd.option_context(
+            "display.max_rows",
+            500,
+            "display.width",
+            200,
+            "display.max_columns",
+            50,
+            "display.float_format",
+            "{:.5f}".format,
+        ):
             print(df.to_string())
 
 
@@ -74,8 +81,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     config = load_config_file(args.configfile)
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
-    print(f"{args.configfile}: valid; {len(config['dataset']['tasks'])} tasks, "
-          f"{len(nets)} networks x {len(config['sweep']['seeds'])} seed(s)")
+    print(
+        f"{args.configfile}: valid; {len(config['dataset']['tasks'])} tasks, "
+        f"{len(nets)} networks x {len(config['sweep']['seeds'])} seed(s)"
+    )
     return 0
 
 

@@ -37,7 +37,9 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def task_metric(output: np.ndarray, target: np.ndarray, task_type: str, scale: float = 1.0) -> float:
+def task_metric(
+    output: np.ndarray, target: np.ndarray, task_type: str, scale: float = 1.0
+) -> float:
     """The task's metric on labelled rows: ROC-AUC, accuracy, or RMSE in original units."""
     labelled = ~np.isnan(target)
     if not labelled.any():

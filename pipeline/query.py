@@ -39,9 +39,7 @@ def connect(database: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_query(
-    database: str | Path, sql: str, params: dict | None = None
-) -> pd.DataFrame:
+def run_query(database: str | Path, sql: str, params: dict | None = None) -> pd.DataFrame:
     with connect(database) as con:
         return con.execute(sql, params or {}).df()
 

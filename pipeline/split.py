@@ -77,4 +77,6 @@ def write_split_for(dataset_config: dict, split_config: dict, path: str, log: st
     write_split(labels, path)
     with open(log, "w") as fh:
         counts = {s: int((labels == s).sum()) for s in SPLITS}
-        print(f"{data.name}: {data.n_rows} rows split {counts} (seed {split_config['seed']})", file=fh)
+        print(
+            f"{data.name}: {data.n_rows} rows split {counts} (seed {split_config['seed']})", file=fh
+        )

@@ -156,16 +156,37 @@ def test_divergent_network_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> 
 def test_query_cli_on_a_real_sweep(three_task_run: Path) -> None:
     results = str(three_task_run / "results")
     run = [sys.executable, "-m", "pipeline"]
-    out = subprocess.run([*run, "query", "pairwise_gain", "--results", results, "--format", "csv"],
-                         capture_output=True, text=True, cwd=REPO, check=True).stdout
+    out = subprocess.run(
+        [*run, "query", "pairwise_gain", "--results", results, "--format", "csv"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
     header = out.splitlines()[0]
     assert "c0t0" in header and "c1t0" in header  # a task x task matrix
-    write = subprocess.run([*run, "sql", "DROP TABLE metrics", "--results", results],
-                           capture_output=True, text=True, cwd=REPO)
+    write = subprocess.run(
+        [*run, "sql", "DROP TABLE metrics", "--results", results],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert write.returncode == 2 and "read-only" in write.stderr
-    count = subprocess.run([*run, "sql", "SELECT count(*) AS n FROM metrics", "--results", results,
-                            "--format", "json"], capture_output=True, text=True, cwd=REPO,
-                           check=True).stdout
+    count = subprocess.run(
+        [
+            *run,
+            "sql",
+            "SELECT count(*) AS n FROM metrics",
+            "--results",
+            results,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    ).stdout
     assert '"n":' in count
 
 
@@ -174,8 +195,10 @@ def test_lint_is_clean(three_task_run: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(shutil.which("snakefmt") is None and not (Path(sys.executable).parent / "snakefmt").exists(),
-                    reason="snakefmt not installed")
+@pytest.mark.skipif(
+    shutil.which("snakefmt") is None and not (Path(sys.executable).parent / "snakefmt").exists(),
+    reason="snakefmt not installed",
+)
 def test_snakefmt_is_clean() -> None:
     exe = shutil.which("snakefmt") or str(Path(sys.executable).parent / "snakefmt")
     files = [str(REPO / "Snakefile"), *map(str, sorted((REPO / "rules").glob("*.smk")))]

@@ -27,8 +27,9 @@ def write_config(workdir: Path, overrides: dict | None = None, base: Path = TINY
     return path
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None,
-              timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run ``python -m snakemake`` on this repo's Snakefile with ``workdir`` as working dir
     and workdir/config.yaml as the config (the repo's default profile applies)."""
     cmd = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 
@@ -35,6 +36,9 @@ def load_dataset(dataset_config: dict) -> Dataset:
     if name not in LOADERS:
         raise DatasetError(f"dataset.name: unknown dataset {name!r}; known: {sorted(LOADERS)}")
     key = json.dumps(cfg, sort_keys=True)
+    if name == "table" and os.path.exists(cfg.get("path", "")):
+        stat = os.stat(cfg["path"])  # a rewritten table is new data, not a cache hit
+        key += f"|{stat.st_mtime_ns}|{stat.st_size}"
     with _lock:
         if key not in _cache:
             _cache[key] = LOADERS[name](cfg)

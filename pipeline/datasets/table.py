@@ -29,8 +29,13 @@ def _numeric(table: pa.Table, column: str, path: Path, role: str) -> np.ndarray:
     if column not in table.column_names:
         raise DatasetError(f"dataset.{role}: column {column!r} is not in {path}")
     col = table[column]
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
-            or pa.types.is_boolean(col.type)):
+    # An all-empty CSV column reads as type null: numeric, every cell missing.
+    if not (
+        pa.types.is_integer(col.type)
+        or pa.types.is_floating(col.type)
+        or pa.types.is_boolean(col.type)
+        or pa.types.is_null(col.type)
+    ):
         raise DatasetError(
             f"dataset.{role}: column {column!r} in {path} is not numeric (type {col.type})"
         )
@@ -47,7 +52,9 @@ def load_table(config: dict) -> Dataset:
         prefix = features_cfg["prefix"]
         feature_cols = [c for c in table.column_names if c.startswith(prefix)]
         if not feature_cols:
-            raise DatasetError(f"dataset.features.prefix: no column of {path} starts with {prefix!r}")
+            raise DatasetError(
+                f"dataset.features.prefix: no column of {path} starts with {prefix!r}"
+            )
     else:
         feature_cols = list(features_cfg)
     targets_cfg: dict[str, str] = dict(config["targets"])
@@ -73,12 +80,15 @@ def load_table(config: dict) -> Dataset:
             raise DatasetError(f"dataset.targets: task column {column!r} of {path} has no labels")
         if kind == "binary":
             if not np.isin(labelled, (0.0, 1.0)).all():
-                raise DatasetError(f"dataset.targets: binary column {column!r} has values not 0/1")
+                raise DatasetError(
+                    f"dataset.targets: binary column {column!r} of {path} has values not 0/1"
+                )
             n_classes.append(2)
         elif kind == "multiclass":
             if not (np.equal(np.mod(labelled, 1), 0).all() and labelled.min() >= 0):
                 raise DatasetError(
-                    f"dataset.targets: multiclass column {column!r} must hold class indices 0..k-1"
+                    f"dataset.targets: multiclass column {column!r} of {path} "
+                    "must hold class indices 0..k-1"
                 )
             n_classes.append(int(labelled.max()) + 1)
         else:

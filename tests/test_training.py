@@ -1,0 +1,282 @@
+"""Losses and metrics over labelled cells only, and one network's training on tiny synthetic data:
+its METRICS rows, determinism, missing labels, divergence, and the Snakemake job body."""
+
+from __future__ import annotations
+
+import math
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from torch.nn import functional as F
+
+from pipeline.config import resolve_config
+from pipeline.datasets import load_dataset
+from pipeline.metrics import METRIC_OF, masked_loss, roc_auc, task_metric
+from pipeline.schema import METRICS, SPLITS, check_file
+from pipeline.split import make_split, write_split
+from pipeline.sweep import network_spec
+from pipeline.training import run_snakemake_job, train_network
+
+CPU = torch.device("cpu")
+
+# ---------------------------------------------------------------------------- masked loss
+
+
+def _with_missing(target: torch.Tensor, missing: list[int]) -> torch.Tensor:
+    target = target.clone()
+    target[missing] = float("nan")
+    return target
+
+
+MISSING = [1, 4, 5, 9]
+
+
+def test_masked_binary_loss_equals_loss_on_labelled_rows() -> None:
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(12, 1, generator=g, requires_grad=True)
+    y = (torch.rand(12, generator=g) > 0.5).float()
+    target = _with_missing(y, MISSING)
+    keep = torch.tensor([i not in MISSING for i in range(12)])
+    loss = masked_loss(out, target, "binary")
+    expected = F.binary_cross_entropy_with_logits(out[keep, 0], y[keep])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    # Missing rows get exactly no gradient (and no NaN).
+    assert torch.all(out.grad[~keep] == 0)
+    assert torch.isfinite(out.grad).all() and torch.all(out.grad[keep] != 0)
+
+
+def test_masked_multiclass_loss_equals_loss_on_labelled_rows() -> None:
+    g = torch.Generator().manual_seed(1)
+    out = torch.randn(12, 4, generator=g)
+    y = torch.randint(0, 4, (12,), generator=g).float()
+    target = _with_missing(y, MISSING)
+    keep = torch.tensor([i not in MISSING for i in range(12)])
+    expected = F.cross_entropy(out[keep], y[keep].long())
+    torch.testing.assert_close(masked_loss(out, target, "multiclass"), expected)
+
+
+def test_masked_regression_loss_equals_loss_on_labelled_rows() -> None:
+    g = torch.Generator().manual_seed(2)
+    out = torch.randn(12, 1, generator=g)
+    y = torch.randn(12, generator=g) * 3
+    target = _with_missing(y, MISSING)
+    keep = torch.tensor([i not in MISSING for i in range(12)])
+    expected = F.mse_loss(out[keep, 0], y[keep])
+    torch.testing.assert_close(masked_loss(out, target, "regression"), expected)
+    # Missing labels are not zeros: filling them with 0 would change the loss.
+    assert not torch.isclose(masked_loss(out, torch.nan_to_num(target), "regression"), expected)
+
+
+def test_masked_loss_with_no_labels_is_zero_and_keeps_the_graph() -> None:
+    out = torch.randn(5, 1, requires_grad=True)
+    loss = masked_loss(out, torch.full((5,), float("nan")), "binary")
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert torch.all(out.grad == 0)
+
+
+# --------------------------------------------------------------------------------- ROC-AUC
+
+
+def brute_force_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting half: every pair counted."""
+    pos, neg = score[y == 1], score[y == 0]
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in product(pos, neg))
+    return wins / (len(pos) * len(neg))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_roc_auc_equals_pair_counting_with_ties(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 60).astype(float)
+    score = rng.integers(0, 6, 60).astype(float)  # few distinct scores: many ties
+    assert roc_auc(y, score) == pytest.approx(brute_force_auc(y, score), abs=1e-12)
+
+
+def test_roc_auc_extremes() -> None:
+    y = np.array([0, 0, 1, 1, 0, 1.0])
+    assert roc_auc(y, y * 2 - 1) == 1.0
+    assert roc_auc(y, 1 - y) == 0.0
+    assert roc_auc(y, np.zeros(6)) == 0.5  # all tied
+
+
+def test_roc_auc_is_nan_with_one_class() -> None:
+    assert math.isnan(roc_auc(np.ones(5), np.arange(5.0)))
+    assert math.isnan(roc_auc(np.zeros(5), np.arange(5.0)))
+
+
+def test_task_metric_skips_missing_labels() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 40).astype(float)
+    score = rng.standard_normal(40)
+    target = y.copy()
+    target[:10] = np.nan
+    got = task_metric(score[:, None], target, "binary")
+    assert got == pytest.approx(brute_force_auc(y[10:], score[10:]))
+    # Regression: RMSE over labelled rows, in original units (scale).
+    out = rng.standard_normal((40, 1))
+    expected = np.sqrt(np.mean((out[10:, 0] - target[10:]) ** 2)) * 2.5
+    assert task_metric(out, target, "regression", scale=2.5) == pytest.approx(expected)
+    # Multiclass: accuracy of the argmax over labelled rows.
+    logits = np.array([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 5.0], [1.0, 0.0, 0.0]])
+    assert task_metric(logits, np.array([0.0, 2.0, 2.0, np.nan]), "multiclass") == pytest.approx(
+        2 / 3
+    )
+    assert math.isnan(task_metric(out, np.full(40, np.nan), "regression"))
+
+
+# ------------------------------------------------------------------------- train_network
+
+
+def _setup(dataset: dict | None = None, training: dict | None = None) -> tuple:
+    dataset = dataset or {}
+    config = resolve_config({
+        "dataset": {"name": "synthetic", "rows": 300, "features": 8, "clusters": 1,
+                    "tasks_per_cluster": 2, **dataset},
+        "sweep": {"orders": [1, 2]},
+        "model": {"hidden": [16]},
+        "training": {"epochs": 2, "batch_size": 64, "lr": 0.01, **(training or {})},
+    })  # fmt: skip
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    return config, data, labels
+
+
+def evaluation_rows(table) -> list[dict]:
+    """The per-split loss and metric rows (a weighting method may add learned values, e.g.
+    task weights, as further rows of the train split)."""
+    rows = table.to_pylist()
+    evaluated = [r for r in rows if r["metric"] in ("loss", METRIC_OF[r["task_type"]])]
+    others = [r for r in rows if r not in evaluated]
+    assert all(r["split"] == "train" for r in others)
+    return evaluated
+
+
+@pytest.fixture(scope="module")
+def regression_run() -> tuple:
+    config, data, labels = _setup()
+    spec = network_spec(config, ("c0t0", "c0t1"), "full", 0)
+    return data, labels, spec, train_network(data, labels, spec, CPU)
+
+
+def test_train_network_rows_and_schema(regression_run: tuple) -> None:
+    _, _, spec, table = regression_run
+    tasks, epochs = 2, spec["training"]["epochs"]
+    assert table.schema.equals(METRICS, check_metadata=True)
+    rows = evaluation_rows(table)
+    assert len(rows) == tasks * len(SPLITS) * epochs * 2
+    keys = {(r["task"], r["split"], r["epoch"], r["metric"]) for r in rows}
+    assert keys == set(product(["c0t0", "c0t1"], SPLITS, [1, 2], ["loss", "rmse"]))
+    assert {r["network"] for r in rows} == {"c0t0+c0t1@full"}
+    assert {r["status"] for r in rows} == {"ok"}
+    assert all(r["diverged_epoch"] is None for r in rows)
+    assert all(math.isfinite(r["value"]) for r in rows)
+    # Cost of a two-head network on the full trunk, by hand (8 -> 16 -> one unit per head).
+    assert {r["macs"] for r in rows} == {8 * 16 + 2 * 16}
+    (cost,) = {r["cost"] for r in rows}
+    assert cost == pytest.approx((8 * 16 + 2 * 16) / (8 * 16 + 16))
+
+
+def test_regression_rmse_is_in_original_units(regression_run: tuple) -> None:
+    """The loss is the MSE of standardised targets; RMSE = sqrt(loss) * train std."""
+    data, labels, _, table = regression_run
+    rows = evaluation_rows(table)
+    value = {(r["task"], r["split"], r["epoch"], r["metric"]): r["value"] for r in rows}
+    for task, split, epoch in product(["c0t0", "c0t1"], SPLITS, [1, 2]):
+        std = np.nanstd(data.targets[labels == "train", data.task_index(task)])
+        expected = math.sqrt(value[(task, split, epoch, "loss")]) * std
+        assert value[(task, split, epoch, "rmse")] == pytest.approx(expected, rel=1e-4)
+
+
+def test_train_network_is_deterministic(regression_run: tuple) -> None:
+    data, labels, spec, first = regression_run
+    again = train_network(data, labels, spec, CPU)
+    assert again.column("value").to_pylist() == first.column("value").to_pylist()
+    other_seed = train_network(data, labels, {**spec, "seed": 1}, CPU)
+    assert other_seed.column("value").to_pylist() != first.column("value").to_pylist()
+
+
+def test_training_learns_something() -> None:
+    config, data, labels = _setup(training={"epochs": 3})
+    spec = network_spec(config, ("c0t0",), "full", 0)
+    rows = evaluation_rows(train_network(data, labels, spec, CPU))
+    train_loss = {r["epoch"]: r["value"] for r in rows
+                  if r["split"] == "train" and r["metric"] == "loss"}  # fmt: skip
+    assert train_loss[3] < train_loss[1] < 1.5  # standardised targets: predicting 0 scores ~1
+
+
+def test_missing_labels_are_counted_and_do_not_crash() -> None:
+    config, data, labels = _setup(dataset={"missing_fraction": 0.4, "task_type": "binary"})
+    assert np.isnan(data.targets).any()
+    spec = network_spec(config, ("c0t0", "c0t1"), "full", 0)
+    table = train_network(data, labels, spec, CPU)
+    rows = evaluation_rows(table)
+    assert len(rows) == 2 * 3 * 2 * 2
+    for r in table.to_pylist():
+        column = data.targets[labels == r["split"], data.task_index(r["task"])]
+        assert r["n_labelled"] == int((~np.isnan(column)).sum())
+        assert r["n_labelled"] < column.size
+        assert math.isfinite(r["value"])
+    assert {r["metric"] for r in rows} == {"loss", "roc_auc"}
+    assert all(0.0 <= r["value"] <= 1.0 for r in rows if r["metric"] == "roc_auc")
+
+
+@pytest.mark.parametrize("task_type", ["regression", "binary"])
+def test_divergence_is_recorded_and_stops_the_run(task_type: str) -> None:
+    # Adam's step is ~lr whatever the gradient, so lr=1e6 stays finite; 1e30 overflows float32.
+    config, data, labels = _setup(dataset={"task_type": task_type},
+                                  training={"lr": 1e30, "epochs": 3})  # fmt: skip
+    spec = network_spec(config, ("c0t0", "c0t1"), "full", 0)
+    lines: list[str] = []
+    table = train_network(data, labels, spec, CPU, lines.append)  # does not raise
+    assert table.schema.equals(METRICS)
+    everything = table.to_pylist()
+    assert {r["status"] for r in everything} == {"diverged"}
+    (epoch,) = {r["diverged_epoch"] for r in everything}
+    assert epoch is not None and 1 <= epoch < 3
+    assert max(r["epoch"] for r in everything) == epoch  # nothing trained or recorded after it
+    assert {r["epochs"] for r in everything} == {3}
+    rows = evaluation_rows(table)
+    assert len(rows) == 2 * 3 * epoch * 2
+    assert all(math.isnan(r["value"]) for r in rows if r["epoch"] == epoch)
+    assert len(lines) == epoch and "DIVERGED" in lines[-1]
+
+
+def test_run_snakemake_job_writes_parquet_and_log(tmp_path: Path) -> None:
+    config, data, labels = _setup(training={"epochs": 3})
+    split = tmp_path / "split.parquet"
+    write_split(labels, str(split))
+    spec = network_spec(config, ("c0t1",), "half", 0)
+    out = tmp_path / "runs" / "c0t1@half.parquet"
+    log = tmp_path / "logs" / "c0t1@half.log"
+    log.parent.mkdir()
+    threads = torch.get_num_threads()
+    try:
+        run_snakemake_job(
+            input={"split": str(split)},
+            output={"metrics": str(out)},
+            params={"spec": spec},
+            log=[str(log)],
+            threads=1,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    check_file(out, METRICS)
+    table = pq.read_table(out)
+    assert len(evaluation_rows(table)) == 1 * 3 * 3 * 2
+    assert set(table.column("size").to_pylist()) == {"half"}
+    assert set(table.column("network").to_pylist()) == {"c0t1@half"}
+    lines = log.read_text().splitlines()
+    epoch_lines = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
+    assert all("c0t1=" in line for line in epoch_lines)
+    assert "c0t1@half" in lines[0]
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temp file left
+    # The file holds what train_network computes for the same spec and split.
+    direct = train_network(data, labels, spec, CPU)
+    assert table.column("value").to_pylist() == direct.column("value").to_pylist()
