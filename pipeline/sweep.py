@@ -54,23 +54,53 @@ def method_key(architecture: str, weighting: str) -> str:
     return f"{architecture}-{weighting}"
 
 
-def network_spec(config: dict, tasks: tuple[str, ...], size: str, seed: int) -> dict:
-    """The complete, JSON-able description of one training (its Snakemake params)."""
+def sweep_methods(config: dict) -> list[tuple[str, str]]:
+    """The (architecture, weighting) pairs the sweep trains every network with:
+    ``sweep.methods`` if given, else the one pair of ``model.architecture`` and
+    ``training.weighting``. Duplicates are dropped, order kept."""
+    listed = config.get("sweep", {}).get("methods") or [
+        {"architecture": config["model"]["architecture"],
+         "weighting": config["training"]["weighting"]}
+    ]  # fmt: skip
+    pairs = [(m["architecture"], m["weighting"]) for m in listed]
+    return list(dict.fromkeys(pairs))
+
+
+# Method options (config ``training.<method>``) enter a network's spec only when the network
+# uses that method, so tuning DWA never retrains an equal-weighted network.
+METHOD_OPTION_KEYS = ("dwa", "gradnorm", "adashare")
+
+
+def network_spec(
+    config: dict,
+    tasks: tuple[str, ...],
+    size: str,
+    seed: int,
+    architecture: str | None = None,
+    weighting: str | None = None,
+) -> dict:
+    """The complete, JSON-able description of one training (its Snakemake params).
+    ``architecture`` / ``weighting`` default to ``model.architecture`` / ``training.weighting``."""
+    architecture = architecture or config["model"]["architecture"]
+    weighting = weighting or config["training"]["weighting"]
+    training = {k: config["training"][k] for k in ("epochs", "batch_size", "lr", "weight_decay")}
+    for method in (architecture, weighting):
+        options = config["training"].get(method)
+        if method in METHOD_OPTION_KEYS and options:
+            training[method] = dict(options)
     return {
         "dataset": loader_config(config["dataset"]),
         "split": {"seed": int(config["split"]["seed"]), "fractions": config["split"]["fractions"]},
         "tasks": list(tasks),
         "size": size,
         "seed": int(seed),
-        "architecture": config["model"]["architecture"],
-        "weighting": config["training"]["weighting"],
+        "architecture": architecture,
+        "weighting": weighting,
         "model": {
             "hidden": list(config["model"]["hidden"]),
             "head_hidden": list(config["model"]["head_hidden"]),
         },
-        "training": {
-            k: config["training"][k] for k in ("epochs", "batch_size", "lr", "weight_decay")
-        },
+        "training": training,
     }
 
 

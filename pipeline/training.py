@@ -22,7 +22,7 @@ import torch
 
 from .datasets import Dataset, load_dataset
 from .metrics import METRIC_OF, masked_loss, task_metric
-from .models import ModelShape, build_model, network_cost, widths_for_size
+from .models import ModelShape, build_model, reference_macs, widths_for_size
 from .schema import METRICS, SPLITS, write_table
 from .split import read_split
 from .sweep import Network, spec_hash
@@ -145,7 +145,14 @@ def train_network(
     log: Callable[[str], None] = lambda line: None,
     checkpoint: Checkpointer | None = None,
 ) -> pa.Table:
-    """Train the network ``spec`` describes; return its METRICS rows (every epoch kept)."""
+    """Train the network ``spec`` describes; return its METRICS rows (every epoch kept).
+
+    Besides each split's loss and metric, every epoch records what the method learned as
+    split-"train" rows: ``task_weight`` per task (all weightings; 1.0 for equal) and whatever
+    else the weighting's ``recorded()`` returns (``log_variance``, ``grad_norm``). AdaShare
+    first searches its skip policy in this job, then retrains a fresh network with the policy
+    fixed; the recorded epochs are the retrain's, with ``policy_block_<k>`` rows (the search's
+    final execute probabilities at epoch 0, the fixed 0/1 decisions at every epoch)."""
     checkpoint = checkpoint or Checkpointer(None)
     tasks = list(spec["tasks"])
     network = Network(tuple(tasks), spec["size"])
@@ -159,12 +166,71 @@ def train_network(
     )
     widths = widths_for_size(spec["architecture"], shape, spec["size"])
     output_dims = [data.output_dim(t) for t in tasks]
-    macs, cost = network_cost(spec["architecture"], shape, widths, output_dims)
+    hp = spec["training"]
 
     generator = torch.Generator().manual_seed(network_seed(spec["seed"], network.name))
-    model = build_model(spec["architecture"], shape, widths, output_dims, generator).to(device)
-    weighting = build_weighting(spec["weighting"], len(tasks)).to(device)
-    hp = spec["training"]
+
+    def build():
+        return build_model(spec["architecture"], shape, widths, output_dims, generator).to(device)
+
+    def new_weighting():
+        options = hp.get(spec["weighting"], {})
+        return build_weighting(spec["weighting"], len(tasks), options).to(device)
+
+    model, weighting = build(), new_weighting()
+    inputs = _prepare(data, labels, tasks, device)
+    train_rows = inputs.rows["train"]
+    batch_size = int(hp["batch_size"])
+
+    def epoch_batches() -> list[torch.Tensor]:
+        order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
+        return [order[i : i + batch_size] for i in range(0, order.numel(), batch_size)]
+
+    def task_losses(net, batch: torch.Tensor) -> torch.Tensor:
+        outputs, target = net(_take(inputs.x, batch)), inputs.y[batch]
+        return torch.stack([masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)])
+
+    n_labelled = {
+        (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
+        for j in range(len(tasks))
+    }  # fmt: skip
+
+    def learned_rows(values: dict[str, list[float]], epoch: int, elapsed: float) -> list[dict]:
+        """What a method learned (task weights, AdaShare's policy) as train-split rows."""
+        return [
+            {"task": tasks[j], "task_type": types[j], "split": "train", "epoch": epoch,
+             "metric": name, "value": float(v), "n_labelled": n_labelled[("train", j)],
+             "wall_time_s": elapsed}
+            for name, per_task in values.items() for j, v in enumerate(per_task)
+        ]  # fmt: skip
+
+    config_hash = spec_hash(spec)
+    diverged_at: int | None = None
+    epoch_rows: list[dict] = []
+    first_epoch, previous_elapsed = 1, 0.0
+    resumed = checkpoint.load(config_hash)
+    started = time.perf_counter()
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+    elif hasattr(model, "search_policy"):
+        # AdaShare: learn the skip policy, fix it, retrain a fresh network with it (in-job).
+        searched = model
+        probabilities = searched.search_policy(
+            epoch_batches, task_losses, new_weighting(), hp["lr"], hp["weight_decay"],
+            hp.get(spec["architecture"], {}), log,
+        )  # fmt: skip
+        model = build()
+        model.adopt_policy(searched)
+        del searched
+        search_values = {
+            f"policy_block_{k + 1}": probabilities[:, k].tolist()
+            for k in range(probabilities.shape[1])
+        }
+        epoch_rows += learned_rows(search_values, 0, time.perf_counter() - started)
+    # Cost from the model actually trained (AdaShare: under its fixed policy).
+    macs = int(model.macs())
+    cost = macs / reference_macs(spec["architecture"], shape)
+
     optimizer = torch.optim.Adam(
         list(model.parameters()) + list(weighting.parameters()),
         lr=hp["lr"],
@@ -172,47 +238,29 @@ def train_network(
         # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
         fused=True,
     )
-    inputs = _prepare(data, labels, tasks, device)
-    train_rows = inputs.rows["train"]
-
     records: dict[str, list] = {name: [] for name in METRICS.names}
     constant = {
         "dataset": data.name, "network": network.name, "tasks": tasks, "n_tasks": len(tasks),
         "size": spec["size"], "width": int(widths[0]), "cost": cost, "macs": macs,
         "architecture": spec["architecture"], "weighting": spec["weighting"],
         "seed": int(spec["seed"]), "epochs": int(hp["epochs"]), "device": str(device),
-        "config_hash": spec_hash(spec), "versions": package_versions(),
+        "config_hash": config_hash, "versions": package_versions(),
     }  # fmt: skip
-    n_labelled = {
-        (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
-        for j in range(len(tasks))
-    }  # fmt: skip
-    diverged_at: int | None = None
-    epoch_rows: list[dict] = []
-    first_epoch, previous_elapsed = 1, 0.0
-    resumed = checkpoint.load(constant["config_hash"])
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         weighting.load_state_dict(resumed["weighting"])
         generator.set_state(resumed["generator"])
         epoch_rows = list(resumed["epoch_rows"])
         first_epoch, previous_elapsed = resumed["epoch"] + 1, resumed["elapsed"]
+        started = time.perf_counter() - previous_elapsed
         log(f"resumed from {checkpoint.path} after epoch {resumed['epoch']}")
-    started = time.perf_counter() - previous_elapsed
 
     for epoch in range(first_epoch, int(hp["epochs"]) + 1):
         model.train()
-        order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
         sums = torch.zeros(len(tasks), device=device)
         steps = 0
-        for start in range(0, order.numel(), int(hp["batch_size"])):
-            batch = order[start : start + int(hp["batch_size"])]
-            outputs = model(_take(inputs.x, batch))
-            target = inputs.y[batch]
-            losses = torch.stack(
-                [masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)]
-            )
+        for batch in epoch_batches():
+            losses = task_losses(model, batch)
             total = weighting.combine(losses, model)
             if not torch.isfinite(total):
                 diverged_at = epoch
@@ -220,8 +268,10 @@ def train_network(
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
+            weighting.after_step()
             sums += losses.detach()
             steps += 1
+        learned = {**weighting.recorded(), **getattr(model, "recorded", dict)()}
         if diverged_at is None:
             weighting.end_epoch(epoch, (sums / max(steps, 1)).tolist())
         evaluation = _evaluate(model, inputs, types, diverged_at is not None)
@@ -233,12 +283,13 @@ def train_network(
                     "metric": metric_name, "value": value, "n_labelled": n_labelled[(split, j)],
                     "wall_time_s": elapsed,
                 })  # fmt: skip
+        epoch_rows += learned_rows(learned, epoch, elapsed)
         log(_log_line(epoch, int(hp["epochs"]), tasks, evaluation, elapsed, diverged_at))
         if diverged_at is not None:
             break
         checkpoint.maybe_save(
             lambda: {
-                "config_hash": constant["config_hash"], "epoch": epoch, "elapsed": elapsed,
+                "config_hash": config_hash, "epoch": epoch, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "weighting": weighting.state_dict(), "generator": generator.get_state(),
                 "epoch_rows": epoch_rows,

@@ -10,7 +10,13 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
 from pipeline.jobs import collect_job, split_job, train_job
-from pipeline.sweep import TASK_SEP, method_key, network_spec, plan_networks
+from pipeline.sweep import (
+    TASK_SEP,
+    method_key,
+    network_spec,
+    plan_networks,
+    sweep_methods,
+)
 
 try:
     # The data checks (labels and classes per split) load the dataset: once, in the main
@@ -23,7 +29,9 @@ config.update(_resolved)
 RESULTS = config["results_dir"]
 TASKS = config["dataset"]["tasks"]
 SEEDS = config["sweep"]["seeds"]
-METHOD = method_key(config["model"]["architecture"], config["training"]["weighting"])
+# Every network is trained with every method (sweep.methods; default: the one pair of
+# model.architecture x training.weighting); results keep both as columns.
+METHODS = [method_key(a, w) for a, w in sweep_methods(config)]
 NETWORKS = plan_networks(TASKS, config["sweep"])
 
 
@@ -35,14 +43,19 @@ wildcard_constraints:
     tasks="[^/]+",
 
 
-def network_file(network, seed, method=METHOD):
+def network_file(network, seed, method=METHODS[0]):
     return (
         f"{RESULTS}/runs/{method}/seed{seed}/{network.size}/{network.tasks_key}.parquet"
     )
 
 
 def all_network_files():
-    return [network_file(net, seed) for seed in SEEDS for net in NETWORKS]
+    return [
+        network_file(net, seed, method)
+        for method in METHODS
+        for seed in SEEDS
+        for net in NETWORKS
+    ]
 
 
 def train_spec(wildcards):
@@ -52,7 +65,11 @@ def train_spec(wildcards):
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise WorkflowError(f"network {wildcards.tasks!r}: unknown task(s) {unknown}")
-    spec = network_spec(config, tuple(tasks), wildcards.size, int(wildcards.seed))
-    spec["architecture"] = wildcards.architecture
-    spec["weighting"] = wildcards.weighting
-    return spec
+    return network_spec(
+        config,
+        tuple(tasks),
+        wildcards.size,
+        int(wildcards.seed),
+        wildcards.architecture,
+        wildcards.weighting,
+    )

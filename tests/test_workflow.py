@@ -52,9 +52,9 @@ def test_sweep_writes_one_file_per_network_and_a_collected_table(three_task_run:
     assert collected.schema.equals(METRICS, check_metadata=False)
     per_network = sum(pq.read_metadata(results / "runs" / f).num_rows for f in files)
     assert collected.num_rows == per_network
-    # 3 splits x 3 epochs x 2 metrics per (network, task).
+    # 3 splits x 3 epochs x 2 metrics per (network, task), plus the task weight per epoch.
     counts = collected.group_by(["network", "task"]).aggregate([("value", "count")])
-    assert set(counts["value_count"].to_pylist()) == {3 * 3 * 2}
+    assert set(counts["value_count"].to_pylist()) == {3 * 3 * 2 + 3}
 
     # Readable without our code: plain DuckDB over the Parquet and the DuckDB file.
     n = duckdb.sql(f"SELECT count(*) FROM '{results / 'metrics.parquet'}'").fetchall()[0][0]

@@ -1,7 +1,10 @@
 """Architecture registry and the inference-cost model.
 
 Cost is computed from the built model: its multiply-adds relative to the full-size single-task
-network of the same dataset (= 1.0). "Half size" is the trunk width whose cost is closest to 0.5.
+network of the same architecture and dataset (= 1.0). "Half size" is the trunk width whose
+single-task cost is closest to 0.5 of that. Architectures (one file each, paper cited there):
+``hard_sharing`` (default), ``mtan`` (soft attention), ``adashare`` (learned skip policy over a
+residual trunk; its cost is the model's ``macs()`` once the policy is fixed).
 """
 
 from __future__ import annotations
@@ -12,9 +15,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .adashare import AdaShare
 from .hard_sharing import HardSharing
+from .mtan import MTAN
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"hard_sharing": HardSharing}
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "hard_sharing": HardSharing,
+    "mtan": MTAN,
+    "adashare": AdaShare,
+}
 
 SIZE_FRACTIONS = {"full": 1.0, "half": 0.5}
 
@@ -80,6 +89,11 @@ def widths_for_size(architecture: str, shape: ModelShape, size: str) -> tuple[in
             hi = mid
     best = min({max(1, lo - 1), lo}, key=lambda w: abs(ratio(w) - fraction))
     return scaled_widths(shape.hidden, best)
+
+
+def reference_macs(architecture: str, shape: ModelShape) -> int:
+    """Multiply-adds of the architecture's full-size single-task network (cost 1.0)."""
+    return model_macs(architecture, shape, shape.hidden, [1])
 
 
 def network_cost(
