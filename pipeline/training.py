@@ -7,10 +7,12 @@ a Dask worker alike: it loads the cached dataset, trains, and writes the Parquet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,8 +69,6 @@ class _Inputs:
 
 
 def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.device) -> _Inputs:
-    from .models.layers import SparseMatrix
-
     cols = [data.task_index(t) for t in tasks]
     y = data.targets[:, cols].astype(np.float32).copy()
     train = labels == "train"
@@ -81,16 +81,35 @@ def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.
             scale.append(float(std))
         else:
             scale.append(1.0)
-    x = torch.from_numpy(data.features).to(device)
-    if data.binary_features:
-        x = SparseMatrix(x)
-    else:
-        mean = data.features[train].mean(axis=0)
-        std = data.features[train].std(axis=0)
-        std[std == 0] = 1.0
-        x = ((x - torch.from_numpy(mean).to(device)) / torch.from_numpy(std).to(device)).float()
+    x = _features(data, labels, device)
     rows = {s: torch.from_numpy(np.flatnonzero(labels == s)).to(device) for s in SPLITS}
     return _Inputs(x=x, y=torch.from_numpy(y).to(device), rows=rows, scale=scale)
+
+
+_feature_cache: dict[tuple, object] = {}
+_feature_lock = threading.Lock()
+
+
+def _features(data: Dataset, labels: np.ndarray, device: torch.device):
+    """The model-ready feature matrix, built once per (dataset, split, device) in a process:
+    every network of a sweep shares it (read-only), so a job does not rebuild it."""
+    from .models.layers import SparseMatrix
+
+    train = labels == "train"
+    key = (id(data), hashlib.sha1(train.tobytes()).hexdigest(), str(device))
+    with _feature_lock:
+        if key not in _feature_cache:
+            x = torch.from_numpy(data.features).to(device)
+            if data.binary_features:
+                x = SparseMatrix(x)
+            else:
+                mean = torch.from_numpy(data.features[train].mean(axis=0)).to(device)
+                std = torch.from_numpy(data.features[train].std(axis=0)).to(device)
+                x = ((x - mean) / torch.where(std == 0, 1.0, std)).float()
+            if len(_feature_cache) >= 4:
+                _feature_cache.pop(next(iter(_feature_cache)))
+            _feature_cache[key] = x
+        return _feature_cache[key]
 
 
 def _take(x, rows: torch.Tensor):
@@ -119,14 +138,16 @@ class Checkpointer:
         state = torch.load(self.path, map_location="cpu", weights_only=True)
         return state if state.get("config_hash") == config_hash else None
 
-    def maybe_save(self, state_fn: Callable[[], dict], final: bool) -> None:
-        if not self.path or final or time.perf_counter() - self.last < self.every_s:
-            return
+    def due(self, final: bool) -> bool:
+        """Time for a checkpoint? Never after the last epoch: the output file follows."""
+        return bool(self.path) and not final and time.perf_counter() - self.last >= self.every_s
+
+    def save(self, state: dict) -> None:
         from .schema import atomic_path
 
         tmp, target = atomic_path(self.path)
         try:
-            torch.save(state_fn(), tmp)
+            torch.save(state, tmp)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
@@ -287,15 +308,13 @@ def train_network(
         log(_log_line(epoch, int(hp["epochs"]), tasks, evaluation, elapsed, diverged_at))
         if diverged_at is not None:
             break
-        checkpoint.maybe_save(
-            lambda: {
+        if checkpoint.due(final=epoch == int(hp["epochs"])):
+            checkpoint.save({
                 "config_hash": config_hash, "epoch": epoch, "elapsed": elapsed,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "weighting": weighting.state_dict(), "generator": generator.get_state(),
                 "epoch_rows": epoch_rows,
-            },  # fmt: skip
-            final=epoch == int(hp["epochs"]),
-        )
+            })  # fmt: skip
 
     status = "ok" if diverged_at is None else "diverged"
     for row in epoch_rows:
@@ -349,7 +368,8 @@ def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
 def run_snakemake_job(
     input: dict, output: dict, params: dict, log: list, threads: int = 1
 ) -> None:
-    """The ``train`` rule's body: same call in a Snakemake thread, a job process or a Dask worker."""
+    """The ``train`` rule's body: the same call in a Snakemake thread, a job process or a
+    Dask worker."""
     torch.set_num_threads(max(1, int(threads)))
     spec = params["spec"]
     device = resolve_device()
