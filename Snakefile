@@ -3,6 +3,9 @@
 # Runtime settings (cores, executor, cluster): profiles/.
 
 
+report: "report/workflow.rst"
+
+
 configfile: "config.yaml"
 
 
@@ -17,4 +20,4 @@ rule all:
     default_target: True
     input:
         rules.collect.output,
-        final_targets(),
+        rules.select.output,

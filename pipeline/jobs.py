@@ -25,3 +25,14 @@ def collect_job(input, output, params, log, threads) -> None:
     table = collect(input.metrics, output.parquet, output.duckdb)
     with open(log[0], "w") as fh:
         print(f"collected {len(input.metrics)} files, {table.num_rows} rows", file=fh)
+
+
+def select_job(input, output, params, log, threads) -> None:
+    from .selection import run_selection
+
+    try:
+        run_selection(input.metrics, params.selection, output, params.tasks, log[0])
+    except Exception as err:
+        with open(log[0], "a") as fh:
+            print(f"select failed: {err}", file=fh)
+        raise

@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
-from pipeline.jobs import collect_job, split_job, train_job
+from pipeline.jobs import collect_job, select_job, split_job, train_job
 from pipeline.sweep import (
     TASK_SEP,
     method_key,

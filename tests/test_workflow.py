@@ -67,6 +67,18 @@ def test_sweep_writes_one_file_per_network_and_a_collected_table(three_task_run:
     assert len(list((results / "benchmarks" / "train").rglob("*.tsv"))) == len(files)
 
 
+def test_sweep_ends_with_the_grouping_solve_and_a_report(three_task_run: Path) -> None:
+    results = three_task_run / "results"
+    groupings = pq.read_table(results / "groupings.parquet").to_pandas()
+    assert {"optimal", "esa", "hoa", "all_in_one"} <= set(groupings["method"])
+    assert set(groupings["budget"]) == {1.0, 2.0, 3.0, 4.0}
+    assert (results / "budget_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "budget" in (results / "summary.md").read_text().lower()
+    snakemake(three_task_run, "--report", "report.html")
+    html = (three_task_run / "report.html").read_text(errors="replace")
+    assert "budget_curve.png" in html
+
+
 def test_rerun_with_nothing_changed_runs_nothing(three_task_run: Path) -> None:
     assert nothing_to_do(snakemake(three_task_run, "--dry-run"))
 
@@ -77,6 +89,7 @@ def test_adding_a_budget_retrains_nothing(three_task_run: Path, tmp_path: Path) 
         proc = snakemake(three_task_run, "--dry-run")
         assert jobs_planned(proc, "train") == 0
         assert jobs_planned(proc, "collect") == 0
+        assert jobs_planned(proc, "select") == 1  # the new budget is solved, nothing else
     finally:
         write_config(three_task_run, THREE_TASKS)
 
@@ -143,7 +156,7 @@ def test_divergent_network_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> 
         "sweep": {"orders": [1, 2], "sizes": ["full"], "all_in_one": False},
         "training": {"lr": 1.0e30},
     })  # fmt: skip
-    snakemake(tmp_path)
+    snakemake(tmp_path, "collect")
     nets = duckdb.sql(
         f"SELECT DISTINCT network, status, diverged_epoch "
         f"FROM '{tmp_path / 'results' / 'metrics.parquet'}'"
@@ -151,6 +164,10 @@ def test_divergent_network_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> 
     assert len(nets) == 3
     assert {status for _, status, _ in nets} == {"diverged"}
     assert all(epoch is not None for *_, epoch in nets)
+    # With every network diverged there is nothing to deploy: the solve says so, clearly.
+    proc = snakemake(tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "no candidate networks (all diverged" in proc.stdout + proc.stderr
 
 
 def test_query_cli_on_a_real_sweep(three_task_run: Path) -> None:

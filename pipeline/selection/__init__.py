@@ -1,0 +1,136 @@
+"""The budgeted grouping solve (issue #3; Standley et al., ICML 2020): which networks to deploy
+for a given inference budget, by OS, ESA and HOA, against all-in-one, independent, random and
+worst baselines.
+
+Entry points: :func:`run_selection` (collected sweep metrics, as the Snakemake rule calls it) and
+:func:`run_external` (results trained elsewhere, docs/external-results.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .candidates import CandidateFrames, build, query_external, query_metrics
+from .external import read_external
+from .report import (
+    GROUPINGS,
+    groupings_frame,
+    plot_curves,
+    score,
+    summary_markdown,
+    write_groupings,
+    write_text,
+)
+from .run import Settings, solve_candidates
+from .solver import InfeasibleBudget, Solution, solve, solve_budgets
+
+__all__ = [
+    "GROUPINGS",
+    "InfeasibleBudget",
+    "OutputPaths",
+    "Settings",
+    "Solution",
+    "run_external",
+    "run_selection",
+    "solve",
+    "solve_budgets",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    groupings: Path
+    plot: Path
+    summary: Path
+
+    @classmethod
+    def of(cls, out: str | os.PathLike | object) -> OutputPaths:
+        """A directory (groupings.parquet, budget_curve.png, summary.md inside it) or anything
+        with ``groupings``, ``plot`` and ``summary`` attributes (a Snakemake rule's output)."""
+        if isinstance(out, (str, os.PathLike)):
+            directory = Path(out)
+            return cls(
+                directory / "groupings.parquet",
+                directory / "budget_curve.png",
+                directory / "summary.md",
+            )
+        return cls(Path(out.groupings), Path(out.plot), Path(out.summary))
+
+
+def _solve_and_write(
+    frames: CandidateFrames, settings: Settings, out: OutputPaths, source: str
+) -> pd.DataFrame:
+    if frames.candidates.empty:
+        raise ValueError(
+            f"{source}: no candidate networks (all diverged, or none has a loss "
+            "for the selected tasks)"
+        )
+    results = []
+    for cand in build(frames, settings.epoch):
+        outcomes = solve_candidates(cand, settings)
+        results.append((cand, [score(o, cand) for o in outcomes]))
+        if not any(o.method == "optimal" and o.status == "ok" for o in outcomes):
+            notes = {o.note for o in outcomes if o.method == "optimal"}
+            raise InfeasibleBudget(f"{cand.label}: no budget is feasible: {'; '.join(notes)}")
+    frame = groupings_frame(results, settings)
+    write_groupings(frame, out.groupings)
+    plot_curves(frame, out.plot)
+    write_text(summary_markdown(results, settings, frames.excluded, source), out.summary)
+    return frame
+
+
+def run_selection(
+    metrics_path: str | os.PathLike,
+    selection_config: dict,
+    out_dir: str | os.PathLike | object,
+    tasks: list[str] | None = None,
+    log_path: str | os.PathLike | None = None,
+) -> None:
+    """Solve from a collected metrics Parquet file (METRICS schema) with the config's
+    ``selection:`` section; write groupings.parquet, budget_curve.png and summary.md.
+
+    ``out_dir``: a directory, or an object with groupings/plot/summary paths (Snakemake's
+    output). ``tasks``: the tasks to cover (default: every task in the metrics). ``log_path``:
+    where to append a one-line-per-method log.
+    """
+    settings = Settings.from_config(selection_config)
+    frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
+    frame = _solve_and_write(frames, settings, OutputPaths.of(out_dir), str(metrics_path))
+    _log(frame, frames, log_path)
+
+
+def run_external(
+    path: str | os.PathLike,
+    selection_config: dict,
+    out_dir: str | os.PathLike | object,
+    tasks: list[str] | None = None,
+) -> None:
+    """The same solve from an external results file (Parquet or CSV; docs/external-results.md)."""
+    settings = Settings.from_config(selection_config)
+    frames = query_external(read_external(path), tasks)
+    _solve_and_write(frames, settings, OutputPaths.of(out_dir), str(path))
+
+
+def _log(frame: pd.DataFrame, frames: CandidateFrames, log_path: str | os.PathLike | None) -> None:
+    ok = frame[(frame["status"] == "ok") & (frame["method"] == "optimal")]
+    lines = [
+        f"{frames.candidates['network'].nunique()} candidate networks, "
+        f"{len(frames.excluded)} excluded as diverged"
+    ]
+    for (arch, weighting, budget), group in ok.groupby(["architecture", "weighting", "budget"]):
+        lines.append(
+            f"{arch}/{weighting} budget {budget:g}: optimal test total "
+            f"{group['test_total'].iloc[0]:.5f} with {list(group['networks'].iloc[0])}"
+        )
+    for line in lines:
+        log.info(line)
+    if log_path is not None:
+        with open(log_path, "a") as fh:
+            fh.write("\n".join(lines) + "\n")

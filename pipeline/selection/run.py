@@ -1,0 +1,179 @@
+"""The whole solve for one set of candidates: OS, ESA and HOA on every budget, plus baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from . import baselines
+from .candidates import Candidates
+from .hoa import higher_order_approximation
+from .solver import cheapest_cover, solve_budgets, worst_cover
+
+METHODS = ("optimal", "esa", "hoa")
+BASELINES = ("all_in_one", "independent", "independent_mix", "random", "worst")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config's ``selection:`` section, with its defaults (schemas/config.schema.yaml)."""
+
+    budgets: tuple[float, ...] = (1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5)
+    esa_fraction: float = 0.2
+    epoch: str = "final"
+    objective: str = "sum"
+    random_samples: int = 1000
+    random_seed: int = 0
+    # Absolute slack on every budget. A multi-task network's extra heads cost a rounding error
+    # of the shared trunk (a 12-task network costs 1.0095); Standley counts every full network
+    # as 1, so "budget 1 buys the all-in-one network" must survive that rounding.
+    cost_tolerance: float = 0.01
+    # HOA adds estimated networks for untrained task sets of 3..hoa_max_order tasks.
+    hoa_max_order: int = 3
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Settings:
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"selection: unknown key(s) {unknown}; known: {sorted(known)}")
+        if "budgets" in config:
+            config["budgets"] = tuple(float(b) for b in config["budgets"])
+        settings = cls(**config)
+        if settings.epoch not in ("final", "best_val"):
+            raise ValueError(f"selection.epoch: 'final' or 'best_val', not {settings.epoch!r}")
+        if settings.objective not in ("sum", "normalised"):
+            raise ValueError(
+                f"selection.objective: 'sum' or 'normalised', not {settings.objective!r}"
+            )
+        if not settings.budgets or min(settings.budgets) <= 0:
+            raise ValueError("selection.budgets: at least one budget, all positive")
+        return settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One method at one budget: the chosen networks, or why there are none."""
+
+    method: str
+    budget: float
+    status: str  # ok | infeasible | unavailable
+    note: str = ""
+    # The candidates ``chosen`` indexes (HOA's include estimated networks) and the loss table
+    # the choice was made on; None for random and for failures.
+    cand: Candidates | None = None
+    chosen: tuple[int, ...] = ()
+    selection: np.ndarray | None = None
+    random: baselines.RandomResult | None = None
+
+
+def _solve(
+    cand: Candidates, table: np.ndarray, method: str, settings: Settings, what: str
+) -> list[Outcome]:
+    nets = np.flatnonzero(cand.usable(table))
+    uncovered = [t for t, ok in zip(cand.tasks, cand.members[nets].any(axis=0)) if not ok]
+    if uncovered:
+        note = f"no {what} losses for task(s) {uncovered}"
+        return [Outcome(method, b, "unavailable", note) for b in settings.budgets]
+    sub_table, sub_cost = table[nets], cand.cost[nets]
+    solutions = solve_budgets(sub_table, sub_cost, settings.budgets, settings.cost_tolerance)
+    out = []
+    need = None
+    for budget, solution in zip(settings.budgets, solutions):
+        if solution is None:
+            need = need if need is not None else cheapest_cover(sub_table, sub_cost)
+            note = (
+                f"budget {budget:g} (+ tolerance {settings.cost_tolerance:g}) is below the "
+                f"cheapest cover of every task, {need:.6g}"
+            )
+            out.append(Outcome(method, budget, "infeasible", note))
+        else:
+            chosen = tuple(int(nets[i]) for i in solution.chosen)
+            out.append(Outcome(method, budget, "ok", cand=cand, chosen=chosen, selection=table))
+    return out
+
+
+def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
+    """Every method and baseline at every budget for one method's candidates."""
+    if settings.objective == "normalised":
+        cand = cand.normalised()
+    tol = settings.cost_tolerance
+    out = _solve(cand, cand.val, "optimal", settings, "validation")
+    out += _solve(cand, cand.early, "esa", settings, "early-epoch validation")
+    hoa = higher_order_approximation(cand, settings.hoa_max_order)
+    out += _solve(hoa, hoa.val, "hoa", settings, "HOA")
+
+    for budget in settings.budgets:
+        chosen = baselines.all_in_one(cand, budget, tol)
+        if chosen is None:
+            fits = (
+                "no network has every task"
+                if not cand.all_in_one().any()
+                else (f"the all-task network costs more than {budget:g} + {tol:g}")
+            )
+            out.append(Outcome("all_in_one", budget, "infeasible", fits))
+        else:
+            out.append(
+                Outcome("all_in_one", budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
+            )
+        chosen = baselines.independent(cand, budget, tol)
+        if chosen is None:
+            out.append(
+                Outcome(
+                    "independent",
+                    budget,
+                    "infeasible",
+                    "no one-size set of single-task networks fits the budget",
+                )
+            )
+        else:
+            out.append(
+                Outcome("independent", budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
+            )
+    for budget, solution in zip(
+        settings.budgets, baselines.independent_mix(cand, list(settings.budgets), tol)
+    ):
+        if solution is None:
+            out.append(
+                Outcome(
+                    "independent_mix",
+                    budget,
+                    "infeasible",
+                    "single-task networks for every task do not fit the budget",
+                )
+            )
+        else:
+            out.append(
+                Outcome(
+                    "independent_mix",
+                    budget,
+                    "ok",
+                    cand=cand,
+                    chosen=solution.chosen,
+                    selection=cand.val,
+                )
+            )
+
+    # Random and worst ignore validation: they are drawn from the deployable networks as a
+    # reference for what choosing buys, scored on test like everything else.
+    nets = np.flatnonzero(cand.trained & cand.usable(cand.test))
+    test, cost = cand.test[nets], cand.cost[nets]
+    for budget in settings.budgets:
+        result = baselines.random_choice(
+            test, cost, budget, tol, settings.random_samples, settings.random_seed
+        )
+        if result is None:
+            out.append(Outcome("random", budget, "infeasible", "no random draw covered every task"))
+        else:
+            out.append(Outcome("random", budget, "ok", random=result))
+        worst = worst_cover(test, cost, budget, tol)
+        if worst is None:
+            out.append(
+                Outcome("worst", budget, "infeasible", "no cover of every task uses the budget")
+            )
+        else:
+            chosen = tuple(int(nets[i]) for i in worst[0])
+            out.append(Outcome("worst", budget, "ok", cand=cand, chosen=chosen, selection=cand.val))
+    return out
