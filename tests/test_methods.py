@@ -12,7 +12,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from workflow import network_files, snakemake, write_config
 
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
@@ -24,6 +23,7 @@ from pipeline.sweep import network_spec, sweep_methods
 from pipeline.training import Checkpointer, train_network
 from pipeline.weighting import build_weighting
 from pipeline.weighting.dwa import dwa_weights
+from workflow import network_files, snakemake, write_config
 
 CPU = torch.device("cpu")
 TASKS = ("c0t0", "c0t1", "c1t0")
