@@ -33,12 +33,22 @@ class CandidateFrames:
     excluded: pd.DataFrame
 
 
-def _frames(con: duckdb.DuckDBPyConnection) -> CandidateFrames:
-    return CandidateFrames(
+class MissingTasks(ValueError):
+    """Tasks the solve was asked to cover have no loss in the results."""
+
+
+def _frames(con: duckdb.DuckDBPyConnection, tasks: list[str] | None = None) -> CandidateFrames:
+    frames = CandidateFrames(
         candidates=con.execute(sql("candidates")).df(),
         seeds=con.execute(sql("candidate_seeds")).df(),
         excluded=con.execute(sql("excluded")).df(),
     )
+    # A requested task nobody reports a loss for would silently drop out of every total.
+    present = set(frames.candidates["task"]) if "task" in frames.candidates else set()
+    missing = [t for t in tasks or [] if t not in present]
+    if missing and not frames.candidates.empty:
+        raise MissingTasks(f"task(s) {missing} have no (non-diverged) network in the results")
+    return frames
 
 
 def query_metrics(
@@ -54,7 +64,7 @@ def query_metrics(
             "CREATE TEMP TABLE seed_losses AS " + _strip(sql("seed_losses")),
             {"esa_fraction": float(esa_fraction), "tasks": tasks},
         )
-        return _frames(con)
+        return _frames(con, tasks)
 
 
 def query_external(frame: pd.DataFrame, tasks: list[str] | None = None) -> CandidateFrames:
@@ -66,7 +76,7 @@ def query_external(frame: pd.DataFrame, tasks: list[str] | None = None) -> Candi
             "CREATE TEMP TABLE seed_losses AS " + _strip(sql("external_seed_losses")),
             {"tasks": tasks},
         )
-        return _frames(con)
+        return _frames(con, tasks)
 
 
 def _strip(text: str) -> str:
