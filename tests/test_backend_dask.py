@@ -264,3 +264,34 @@ def test_tiny_sweep_on_local_cluster_equals_local_run(tmp_path: Path) -> None:
     assert count_trainings(tmp_path) > 0
     assert sweep_values(tmp_path) == reference
     assert "Dask executor: local cluster" in run.output
+
+
+def test_worker_killed_during_a_job_is_retried_or_reported(tmp_path: Path) -> None:
+    """SIGKILL the Dask worker running an in-process job: the job is rerun on a fresh worker
+    (distributed reschedules tasks of a dead worker, the nanny restarts it) or reported as
+    failed; never silently lost."""
+    cmd = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
+        "--workflow-profile", "none", *DASK, "out/slow/python.txt", "--config", "sleep_s=6",
+    ]  # fmt: skip
+    with open(tmp_path / "snakemake.out", "w") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=tmp_path, env=env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        pids = _wait_for_pids(tmp_path, ["slow_python"])
+        assert pids, (tmp_path / "snakemake.out").read_text()
+        killed = pids["slow_python"]
+        os.kill(killed, signal.SIGKILL)
+        proc.wait(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = (tmp_path / "snakemake.out").read_text()
+    if proc.returncode == 0:
+        assert (tmp_path / "out/slow/python.txt").exists()
+        rerun_pid = int((tmp_path / "out/slow_python.pid").read_text())
+        assert rerun_pid != killed, "finished without rerunning the killed job"
+    else:
+        assert "slow_python" in output and "Error" in output, output
