@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 VENV=${TASKGROUP_VENV:-.venv}
-exec "$VENV/bin/python" -m pytest -q "$@"
+# --durations: the slowest tests in every log, so CI time creep is visible.
+exec "$VENV/bin/python" -m pytest -q --durations=15 "$@"
