@@ -18,8 +18,8 @@ from workflow import REPO, network_files, snakemake, values, write_config
 pytestmark = pytest.mark.slow
 
 SLOWER = {
-    "dataset": {"rows": 4000, "tasks": ["c0t0", "c0t1", "c1t0"]},
-    "training": {"epochs": 12, "batch_size": 32},
+    "dataset": {"rows": 2400, "tasks": ["c0t0", "c0t1", "c1t0"]},
+    "training": {"epochs": 8, "batch_size": 32},
 }
 N_NETWORKS = 3 * 2 + 3 + 1
 

@@ -21,7 +21,7 @@ from workflow import REPO, values
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 40
+EPOCHS = 12
 
 JOB = """
 import json, sys
@@ -34,7 +34,7 @@ run_snakemake_job(**args)
 @pytest.fixture()
 def job(tmp_path: Path) -> dict:
     config = resolve_config({
-        "dataset": {"name": "synthetic", "rows": 6000, "features": 64, "clusters": 1,
+        "dataset": {"name": "synthetic", "rows": 3000, "features": 64, "clusters": 1,
                     "tasks_per_cluster": 2},
         "sweep": {"orders": [1, 2]},
         "model": {"hidden": [64, 64]},
