@@ -26,6 +26,15 @@ def masked_loss(output: torch.Tensor, target: torch.Tensor, task_type: str) -> t
     return (per_row * labelled).sum() / count
 
 
+def masked_binary_losses(
+    logits: torch.Tensor, safe_target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``masked_loss`` of several binary tasks at once: (rows, tasks) logits, targets with
+    missing labels set to 0 and a 0/1 mask of labelled cells; a task without labels gets 0."""
+    per_cell = F.binary_cross_entropy_with_logits(logits, safe_target, reduction="none")
+    return (per_cell * mask).sum(0) / mask.sum(0).clamp_min(1)
+
+
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney ROC-AUC (ties count half); NaN when only one class is present."""
     positives = y == 1

@@ -48,9 +48,7 @@ def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
     if sweep.get("all_in_one", False) and len(tasks) > 1:
         nets.append(Network(tuple(tasks), "full"))
     position = {t: i for i, t in enumerate(tasks)}
-    return sorted(
-        set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks])
-    )
+    return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
 
 
 def method_key(architecture: str, weighting: str) -> str:

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
-from pipeline.metrics import METRIC_OF, masked_loss, roc_auc, task_metric
+from pipeline.metrics import METRIC_OF, masked_binary_losses, masked_loss, roc_auc, task_metric
 from pipeline.schema import METRICS, SPLITS, check_file
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
@@ -70,6 +70,27 @@ def test_masked_regression_loss_equals_loss_on_labelled_rows() -> None:
     torch.testing.assert_close(masked_loss(out, target, "regression"), expected)
     # Missing labels are not zeros: filling them with 0 would change the loss.
     assert not torch.isclose(masked_loss(out, torch.nan_to_num(target), "regression"), expected)
+
+
+def test_fused_binary_losses_equal_per_task_masked_losses_and_gradients() -> None:
+    """The training loop's fused loss over all binary tasks is masked_loss, task by task,
+    in value and gradient, including a task with no label in the batch."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(16, 3, generator=g, requires_grad=True)
+    target = (torch.rand(16, 3, generator=g) > 0.5).float()
+    target[torch.rand(16, 3, generator=g) < 0.3] = float("nan")
+    target[:, 2] = float("nan")  # no labels at all for task 2
+    labelled = ~torch.isnan(target)
+    fused = masked_binary_losses(logits, torch.where(labelled, target, 0.0), labelled.float())
+    per_task = torch.stack(
+        [masked_loss(logits[:, j : j + 1], target[:, j], "binary") for j in range(3)]
+    )
+    torch.testing.assert_close(fused, per_task)
+    assert float(fused[2]) == 0.0 and float(fused[0]) > 0.0
+    (grad_fused,) = torch.autograd.grad(fused.sum(), logits)
+    (grad_per_task,) = torch.autograd.grad(per_task.sum(), logits)
+    torch.testing.assert_close(grad_fused, grad_per_task)
+    assert torch.all(grad_fused[:, 2] == 0) and torch.all(grad_fused[~labelled] == 0)
 
 
 def test_masked_loss_with_no_labels_is_zero_and_keeps_the_graph() -> None:

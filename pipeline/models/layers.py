@@ -45,9 +45,7 @@ class BinaryInput(nn.Module):
         _uniform_(self.bias, bound, generator)
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
-        out = nn.functional.embedding_bag(
-            batch.indices, self.weight, batch.offsets, mode="sum"
-        )
+        out = nn.functional.embedding_bag(batch.indices, self.weight, batch.offsets, mode="sum")
         return out + self.bias
 
     def macs(self) -> int:
