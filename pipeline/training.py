@@ -207,24 +207,19 @@ def train_network(
         order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
         return [order[i : i + batch_size] for i in range(0, order.numel(), batch_size)]
 
-    if all(kind == "binary" for kind in types):
+    fused_binary = all(kind == "binary" for kind in types)
+    if fused_binary:
         # One fused loss over the (rows, tasks) logits instead of ~10 small ops per task: small
         # networks are bound by per-op overhead. Same values as masked_loss, task by task.
         labelled = ~torch.isnan(inputs.y)
         safe_y, mask = torch.where(labelled, inputs.y, 0.0), labelled.to(inputs.y.dtype)
 
-        def task_losses(net, batch: torch.Tensor) -> torch.Tensor:
-            return masked_binary_losses(
-                torch.cat(net(_take(inputs.x, batch)), dim=1), safe_y[batch], mask[batch]
-            )
-
-    else:
-
-        def task_losses(net, batch: torch.Tensor) -> torch.Tensor:
-            outputs, target = net(_take(inputs.x, batch)), inputs.y[batch]
-            return torch.stack(
-                [masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)]
-            )
+    def task_losses(net, batch: torch.Tensor) -> torch.Tensor:
+        outputs = net(_take(inputs.x, batch))
+        if fused_binary:
+            return masked_binary_losses(torch.cat(outputs, dim=1), safe_y[batch], mask[batch])
+        target = inputs.y[batch]
+        return torch.stack([masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)])
 
     n_labelled = {
         (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
