@@ -21,14 +21,16 @@ from importlib import metadata
 import numpy as np
 import pyarrow as pa
 import torch
+from torch import nn
 
 from .datasets import Dataset, load_dataset
 from .metrics import METRIC_OF, masked_binary_losses, masked_loss, task_metric
 from .models import ModelShape, build_model, reference_macs, widths_for_size
+from .models.base import Architecture
 from .schema import METRICS, SPLITS, write_table
 from .split import read_split
 from .sweep import Network, spec_hash
-from .weighting import build_weighting
+from .weighting import Weighting, build_weighting
 
 EVAL_CHUNK = 8192
 
@@ -158,6 +160,283 @@ class Checkpointer:
             os.unlink(self.path)
 
 
+@dataclass
+class EpochResult:
+    """One pass over the training batches: per-task loss sums, the steps taken, and whether a
+    non-finite loss stopped it."""
+
+    sums: torch.Tensor
+    steps: int
+    diverged: bool
+
+    def mean_losses(self) -> list[float]:
+        return (self.sums / max(self.steps, 1)).tolist()
+
+
+class StepObserver:
+    """Watches a training without changing it: called at every step with the batch and the
+    per-task losses, before the optimiser step (the parameters are the step's starting point).
+    Its state is checkpointed with the training's, so a resumed training observes exactly the
+    same steps (the TAG affinity recorder is one)."""
+
+    def on_step(self, model: nn.Module, batch: torch.Tensor, losses: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch is over (its rows are final)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Trainer:
+    """The one training loop: every network, whatever its architecture and weighting (AdaShare's
+    policy search included, through its ``pretrain`` hook), is trained and recorded here.
+
+    ``fit`` trains the network ``spec`` describes and returns its METRICS rows (every epoch
+    kept). Besides each split's loss and metric, every epoch records what the method learned as
+    split-"train" rows: ``task_weight`` per task (all weightings; 1.0 for equal), whatever else the
+    weighting's ``recorded()`` returns (``log_variance``, ``grad_norm``) and the architecture's
+    ``recorded()`` (AdaShare: ``policy_block_<k>``; a pre-training phase's values at epoch 0).
+    """
+
+    def __init__(
+        self,
+        data: Dataset,
+        labels: np.ndarray,
+        spec: dict,
+        device: torch.device,
+        log: Callable[[str], None] = lambda line: None,
+        checkpoint: Checkpointer | None = None,
+        observer: StepObserver | None = None,
+    ) -> None:
+        self.data, self.labels, self.spec = data, labels, spec
+        self.device, self.log = device, log
+        self.checkpoint = checkpoint or Checkpointer(None)
+        self.observer = observer
+        self.tasks = list(spec["tasks"])
+        self.network = Network(tuple(self.tasks), spec["size"])
+        cols = [data.task_index(t) for t in self.tasks]
+        self.types = [data.task_types[c] for c in cols]
+        self.shape = ModelShape(
+            in_features=data.features.shape[1],
+            hidden=tuple(spec["model"]["hidden"]),
+            head_hidden=tuple(spec["model"]["head_hidden"]),
+            binary_input=data.binary_features,
+        )
+        self.widths = widths_for_size(spec["architecture"], self.shape, spec["size"])
+        self.output_dims = [data.output_dim(t) for t in self.tasks]
+        hp = spec["training"]
+        self.epochs, self.batch_size = int(hp["epochs"]), int(hp["batch_size"])
+        self.lr, self.weight_decay = hp["lr"], hp["weight_decay"]
+        self.generator = torch.Generator().manual_seed(
+            network_seed(spec["seed"], self.network.name)
+        )
+        self.config_hash = spec_hash(spec)
+        # Built lazily after the first model, so the generator's draws keep their order
+        # (initialisation first), whatever the caller does in between.
+        self._inputs: _Inputs | None = None
+
+    # ---- the pieces a training (or a pre-training phase) is made of -------------------------
+    def method_options(self, method: str) -> dict:
+        return dict(self.spec["training"].get(method, {}))
+
+    def build_model(self) -> Architecture:
+        return build_model(
+            self.spec["architecture"], self.shape, self.widths, self.output_dims, self.generator
+        ).to(self.device)
+
+    def new_weighting(self) -> Weighting:
+        weighting = self.spec["weighting"]
+        return build_weighting(weighting, len(self.tasks), self.method_options(weighting)).to(
+            self.device
+        )
+
+    @property
+    def inputs(self) -> _Inputs:
+        if self._inputs is None:
+            self._inputs = _prepare(self.data, self.labels, self.tasks, self.device)
+            if all(kind == "binary" for kind in self.types):
+                # One fused loss over the (rows, tasks) logits instead of ~10 small ops per
+                # task: small networks are bound by per-op overhead. Same values as
+                # masked_loss, task by task.
+                labelled = ~torch.isnan(self._inputs.y)
+                self._fused = (
+                    torch.where(labelled, self._inputs.y, 0.0),
+                    labelled.to(self._inputs.y.dtype),
+                )
+            else:
+                self._fused = None
+        return self._inputs
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        train_rows = self.inputs.rows["train"]
+        order = train_rows[
+            torch.randperm(train_rows.numel(), generator=self.generator).to(self.device)
+        ]
+        return [order[i : i + self.batch_size] for i in range(0, order.numel(), self.batch_size)]
+
+    def batch_input(self, batch: torch.Tensor):
+        return _take(self.inputs.x, batch)
+
+    def losses_from_outputs(
+        self, outputs: list[torch.Tensor], batch: torch.Tensor
+    ) -> torch.Tensor:
+        """Each task's masked mean loss on ``batch`` (0 for a task with no label in it)."""
+        if self._fused is not None:
+            safe_y, mask = self._fused
+            return masked_binary_losses(torch.cat(outputs, dim=1), safe_y[batch], mask[batch])
+        target = self.inputs.y[batch]
+        return torch.stack(
+            [masked_loss(o, target[:, j], self.types[j]) for j, o in enumerate(outputs)]
+        )
+
+    def task_losses(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+        return self.losses_from_outputs(model(self.batch_input(batch)), batch)
+
+    def run_epoch(
+        self,
+        model: nn.Module,
+        weighting: Weighting,
+        optimizer: torch.optim.Optimizer,
+        extra_loss: Callable[[], torch.Tensor] | None = None,
+        observer: StepObserver | None = None,
+    ) -> EpochResult:
+        """One pass over freshly shuffled training batches; stops at a non-finite loss."""
+        model.train()
+        sums = torch.zeros(len(self.tasks), device=self.device)
+        steps = 0
+        for batch in self.epoch_batches():
+            losses = self.task_losses(model, batch)
+            total = weighting.combine(losses, model)
+            if extra_loss is not None:
+                total = total + extra_loss()
+            if not torch.isfinite(total):
+                return EpochResult(sums, steps, diverged=True)
+            if observer is not None:
+                observer.on_step(model, batch, losses)
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            optimizer.step()
+            weighting.after_step()
+            sums += losses.detach()
+            steps += 1
+        return EpochResult(sums, steps, diverged=False)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, diverged: bool) -> dict:
+        """(split, task index) -> (loss, metric) on every split, in chunks of EVAL_CHUNK rows."""
+        return _evaluate(model, self.inputs, self.types, diverged)
+
+    # ---- the recorded training -----------------------------------------------------------
+    def fit(self) -> pa.Table:
+        tasks, types, hp = self.tasks, self.types, self.spec["training"]
+        model, weighting = self.build_model(), self.new_weighting()
+        inputs = self.inputs
+        n_labelled = {
+            (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
+            for j in range(len(tasks))
+        }  # fmt: skip
+
+        def learned_rows(values: dict[str, list[float]], epoch: int, elapsed: float) -> list:
+            """What a method learned (task weights, AdaShare's policy) as train-split rows."""
+            return [
+                {"task": tasks[j], "task_type": types[j], "split": "train", "epoch": epoch,
+                 "metric": name, "value": float(v), "n_labelled": n_labelled[("train", j)],
+                 "wall_time_s": elapsed}
+                for name, per_task in values.items() for j, v in enumerate(per_task)
+            ]  # fmt: skip
+
+        diverged_at: int | None = None
+        epoch_rows: list[dict] = []
+        first_epoch = 1
+        resumed = self.checkpoint.load(self.config_hash)
+        started = time.perf_counter()
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+        else:
+            pretrained = model.pretrain(self)
+            if pretrained is not None:
+                model = pretrained.model
+                elapsed = time.perf_counter() - started
+                epoch_rows += learned_rows(pretrained.recorded, 0, elapsed)
+        # Cost from the model actually trained (AdaShare: under its fixed policy).
+        macs = int(model.macs())
+        cost = macs / reference_macs(self.spec["architecture"], self.shape)
+
+        optimizer = torch.optim.Adam(
+            list(model.parameters()) + list(weighting.parameters()),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
+            fused=True,
+        )
+        if resumed is not None:
+            optimizer.load_state_dict(resumed["optimizer"])
+            weighting.load_state_dict(resumed["weighting"])
+            self.generator.set_state(resumed["generator"])
+            if self.observer is not None:
+                self.observer.load_state_dict(resumed["observer"])
+            epoch_rows = list(resumed["epoch_rows"])
+            first_epoch = resumed["epoch"] + 1
+            started = time.perf_counter() - resumed["elapsed"]
+            self.log(f"resumed from {self.checkpoint.path} after epoch {resumed['epoch']}")
+
+        for epoch in range(first_epoch, self.epochs + 1):
+            result = self.run_epoch(model, weighting, optimizer, observer=self.observer)
+            if result.diverged:
+                diverged_at = epoch
+            learned = {**weighting.recorded(), **model.recorded()}
+            if diverged_at is None:
+                weighting.end_epoch(epoch, result.mean_losses())
+            if self.observer is not None:
+                self.observer.end_epoch(epoch)
+            evaluation = self.evaluate(model, diverged_at is not None)
+            elapsed = time.perf_counter() - started
+            for (split, j), (loss, metric) in evaluation.items():
+                for metric_name, value in (("loss", loss), (METRIC_OF[types[j]], metric)):
+                    epoch_rows.append({
+                        "task": tasks[j], "task_type": types[j], "split": split,
+                        "epoch": epoch, "metric": metric_name, "value": value,
+                        "n_labelled": n_labelled[(split, j)], "wall_time_s": elapsed,
+                    })  # fmt: skip
+            epoch_rows += learned_rows(learned, epoch, elapsed)
+            self.log(_log_line(epoch, self.epochs, tasks, evaluation, elapsed, diverged_at))
+            if diverged_at is not None:
+                break
+            if self.checkpoint.due(final=epoch == self.epochs):
+                self.checkpoint.save({
+                    "config_hash": self.config_hash, "epoch": epoch, "elapsed": elapsed,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "weighting": weighting.state_dict(), "generator": self.generator.get_state(),
+                    "observer": self.observer.state_dict() if self.observer else {},
+                    "epoch_rows": epoch_rows,
+                })  # fmt: skip
+
+        constant = {
+            "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
+            "n_tasks": len(tasks), "size": self.spec["size"], "width": int(self.widths[0]),
+            "cost": cost, "macs": macs, "architecture": self.spec["architecture"],
+            "weighting": self.spec["weighting"], "seed": int(self.spec["seed"]),
+            "epochs": self.epochs, "device": str(self.device), "config_hash": self.config_hash,
+            "versions": package_versions(),
+            "status": "ok" if diverged_at is None else "diverged", "diverged_epoch": diverged_at,
+        }  # fmt: skip
+        return rows_to_table(epoch_rows, constant)
+
+
+def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
+    """Per-row values plus the network's constant columns, as a METRICS table."""
+    records = {
+        name: [row[name] if name in row else constant[name] for row in rows]
+        for name in METRICS.names
+    }
+    return pa.table(records, schema=METRICS)
+
+
 def train_network(
     data: Dataset,
     labels: np.ndarray,
@@ -165,179 +444,11 @@ def train_network(
     device: torch.device,
     log: Callable[[str], None] = lambda line: None,
     checkpoint: Checkpointer | None = None,
+    observer: StepObserver | None = None,
 ) -> pa.Table:
-    """Train the network ``spec`` describes; return its METRICS rows (every epoch kept).
-
-    Besides each split's loss and metric, every epoch records what the method learned as
-    split-"train" rows: ``task_weight`` per task (all weightings; 1.0 for equal) and whatever
-    else the weighting's ``recorded()`` returns (``log_variance``, ``grad_norm``). AdaShare
-    first searches its skip policy in this job, then retrains a fresh network with the policy
-    fixed; the recorded epochs are the retrain's, with ``policy_block_<k>`` rows (the search's
-    final execute probabilities at epoch 0, the fixed 0/1 decisions at every epoch)."""
-    checkpoint = checkpoint or Checkpointer(None)
-    tasks = list(spec["tasks"])
-    network = Network(tuple(tasks), spec["size"])
-    cols = [data.task_index(t) for t in tasks]
-    types = [data.task_types[c] for c in cols]
-    shape = ModelShape(
-        in_features=data.features.shape[1],
-        hidden=tuple(spec["model"]["hidden"]),
-        head_hidden=tuple(spec["model"]["head_hidden"]),
-        binary_input=data.binary_features,
-    )
-    widths = widths_for_size(spec["architecture"], shape, spec["size"])
-    output_dims = [data.output_dim(t) for t in tasks]
-    hp = spec["training"]
-
-    generator = torch.Generator().manual_seed(network_seed(spec["seed"], network.name))
-
-    def build():
-        return build_model(spec["architecture"], shape, widths, output_dims, generator).to(device)
-
-    def new_weighting():
-        options = hp.get(spec["weighting"], {})
-        return build_weighting(spec["weighting"], len(tasks), options).to(device)
-
-    model, weighting = build(), new_weighting()
-    inputs = _prepare(data, labels, tasks, device)
-    train_rows = inputs.rows["train"]
-    batch_size = int(hp["batch_size"])
-
-    def epoch_batches() -> list[torch.Tensor]:
-        order = train_rows[torch.randperm(train_rows.numel(), generator=generator).to(device)]
-        return [order[i : i + batch_size] for i in range(0, order.numel(), batch_size)]
-
-    fused_binary = all(kind == "binary" for kind in types)
-    if fused_binary:
-        # One fused loss over the (rows, tasks) logits instead of ~10 small ops per task: small
-        # networks are bound by per-op overhead. Same values as masked_loss, task by task.
-        labelled = ~torch.isnan(inputs.y)
-        safe_y, mask = torch.where(labelled, inputs.y, 0.0), labelled.to(inputs.y.dtype)
-
-    def task_losses(net, batch: torch.Tensor) -> torch.Tensor:
-        outputs = net(_take(inputs.x, batch))
-        if fused_binary:
-            return masked_binary_losses(torch.cat(outputs, dim=1), safe_y[batch], mask[batch])
-        target = inputs.y[batch]
-        return torch.stack([masked_loss(o, target[:, j], types[j]) for j, o in enumerate(outputs)])
-
-    n_labelled = {
-        (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
-        for j in range(len(tasks))
-    }  # fmt: skip
-
-    def learned_rows(values: dict[str, list[float]], epoch: int, elapsed: float) -> list[dict]:
-        """What a method learned (task weights, AdaShare's policy) as train-split rows."""
-        return [
-            {"task": tasks[j], "task_type": types[j], "split": "train", "epoch": epoch,
-             "metric": name, "value": float(v), "n_labelled": n_labelled[("train", j)],
-             "wall_time_s": elapsed}
-            for name, per_task in values.items() for j, v in enumerate(per_task)
-        ]  # fmt: skip
-
-    config_hash = spec_hash(spec)
-    diverged_at: int | None = None
-    epoch_rows: list[dict] = []
-    first_epoch, previous_elapsed = 1, 0.0
-    resumed = checkpoint.load(config_hash)
-    started = time.perf_counter()
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-    elif hasattr(model, "search_policy"):
-        # AdaShare: learn the skip policy, fix it, retrain a fresh network with it (in-job).
-        searched = model
-        probabilities = searched.search_policy(
-            epoch_batches, task_losses, new_weighting(), hp["lr"], hp["weight_decay"],
-            hp.get(spec["architecture"], {}), log,
-        )  # fmt: skip
-        model = build()
-        model.adopt_policy(searched)
-        del searched
-        search_values = {
-            f"policy_block_{k + 1}": probabilities[:, k].tolist()
-            for k in range(probabilities.shape[1])
-        }
-        epoch_rows += learned_rows(search_values, 0, time.perf_counter() - started)
-    # Cost from the model actually trained (AdaShare: under its fixed policy).
-    macs = int(model.macs())
-    cost = macs / reference_macs(spec["architecture"], shape)
-
-    optimizer = torch.optim.Adam(
-        list(model.parameters()) + list(weighting.parameters()),
-        lr=hp["lr"],
-        weight_decay=hp["weight_decay"],
-        # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
-        fused=True,
-    )
-    records: dict[str, list] = {name: [] for name in METRICS.names}
-    constant = {
-        "dataset": data.name, "network": network.name, "tasks": tasks, "n_tasks": len(tasks),
-        "size": spec["size"], "width": int(widths[0]), "cost": cost, "macs": macs,
-        "architecture": spec["architecture"], "weighting": spec["weighting"],
-        "seed": int(spec["seed"]), "epochs": int(hp["epochs"]), "device": str(device),
-        "config_hash": config_hash, "versions": package_versions(),
-    }  # fmt: skip
-    if resumed is not None:
-        optimizer.load_state_dict(resumed["optimizer"])
-        weighting.load_state_dict(resumed["weighting"])
-        generator.set_state(resumed["generator"])
-        epoch_rows = list(resumed["epoch_rows"])
-        first_epoch, previous_elapsed = resumed["epoch"] + 1, resumed["elapsed"]
-        started = time.perf_counter() - previous_elapsed
-        log(f"resumed from {checkpoint.path} after epoch {resumed['epoch']}")
-
-    for epoch in range(first_epoch, int(hp["epochs"]) + 1):
-        model.train()
-        sums = torch.zeros(len(tasks), device=device)
-        steps = 0
-        for batch in epoch_batches():
-            losses = task_losses(model, batch)
-            total = weighting.combine(losses, model)
-            if not torch.isfinite(total):
-                diverged_at = epoch
-                break
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            optimizer.step()
-            weighting.after_step()
-            sums += losses.detach()
-            steps += 1
-        learned = {**weighting.recorded(), **getattr(model, "recorded", dict)()}
-        if diverged_at is None:
-            weighting.end_epoch(epoch, (sums / max(steps, 1)).tolist())
-        evaluation = _evaluate(model, inputs, types, diverged_at is not None)
-        elapsed = time.perf_counter() - started
-        for (split, j), (loss, metric) in evaluation.items():
-            for metric_name, value in (("loss", loss), (METRIC_OF[types[j]], metric)):
-                epoch_rows.append({
-                    "task": tasks[j], "task_type": types[j], "split": split, "epoch": epoch,
-                    "metric": metric_name, "value": value, "n_labelled": n_labelled[(split, j)],
-                    "wall_time_s": elapsed,
-                })  # fmt: skip
-        epoch_rows += learned_rows(learned, epoch, elapsed)
-        log(_log_line(epoch, int(hp["epochs"]), tasks, evaluation, elapsed, diverged_at))
-        if diverged_at is not None:
-            break
-        if checkpoint.due(final=epoch == int(hp["epochs"])):
-            checkpoint.save({
-                "config_hash": config_hash, "epoch": epoch, "elapsed": elapsed,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "weighting": weighting.state_dict(), "generator": generator.get_state(),
-                "epoch_rows": epoch_rows,
-            })  # fmt: skip
-
-    status = "ok" if diverged_at is None else "diverged"
-    for row in epoch_rows:
-        for name in METRICS.names:
-            if name in row:
-                records[name].append(row[name])
-            elif name == "status":
-                records[name].append(status)
-            elif name == "diverged_epoch":
-                records[name].append(diverged_at)
-            else:
-                records[name].append(constant[name])
-    return pa.table(records, schema=METRICS)
+    """Train the network ``spec`` describes; return its METRICS rows (see :class:`Trainer`)."""
+    trainer = Trainer(data, labels, spec, device, log, checkpoint, observer)
+    return trainer.fit()
 
 
 @torch.no_grad()

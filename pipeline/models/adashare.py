@@ -37,13 +37,18 @@ of the residual hard-sharing network, which is the reference (cost 1.0) at full 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from .base import Architecture, Pretrained
 from .heads import MLPHead
 from .residual import ResidualTrunk
+
+if TYPE_CHECKING:
+    from ..training import Trainer
 
 DEFAULTS = {
     "warmup_epochs": 1,
@@ -56,7 +61,9 @@ DEFAULTS = {
 }
 
 
-class AdaShare(nn.Module):
+class AdaShare(Architecture):
+    name = "adashare"
+
     def __init__(
         self,
         in_features: int,
@@ -66,7 +73,7 @@ class AdaShare(nn.Module):
         generator: torch.Generator,
         binary_input: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
         self.trunk = ResidualTrunk(in_features, widths, generator, binary_input=binary_input)
         self.heads = nn.ModuleList(
             MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
@@ -153,23 +160,16 @@ class AdaShare(nn.Module):
         self.policy_logits.copy_(searched.policy_logits)
         self.policy.copy_(searched.policy)
 
-    def search_policy(
-        self,
-        epoch_batches: Callable[[], list[torch.Tensor]],
-        task_losses: Callable[[nn.Module, torch.Tensor], torch.Tensor],
-        weighting: nn.Module,
-        lr: float,
-        weight_decay: float,
-        options: dict | None = None,
-        log: Callable[[str], None] = lambda line: None,
-    ) -> torch.Tensor:
-        """Phase 1 (see the module docstring); fixes the policy; returns execute probabilities."""
-        opts = {**DEFAULTS, **(options or {})}
+    def pretrain(self, trainer: Trainer) -> Pretrained:
+        """Phase 1 (see the module docstring) on this network, then phase 2's fresh network with
+        the searched policy fixed. Records the search's final execute probabilities."""
+        opts = {**DEFAULTS, **trainer.method_options(self.name)}
+        weighting = trainer.new_weighting()
         weights = [p for name, p in self.named_parameters() if name != "policy_logits"]
         optimizer = torch.optim.Adam(
             [
-                {"params": weights + list(weighting.parameters()), "lr": lr,
-                 "weight_decay": weight_decay},
+                {"params": weights + list(weighting.parameters()), "lr": trainer.lr,
+                 "weight_decay": trainer.weight_decay},
                 {"params": [self.policy_logits], "lr": float(opts["policy_lr"]),
                  "weight_decay": 0.0},
             ]
@@ -178,33 +178,25 @@ class AdaShare(nn.Module):
         if self.n_blocks == 0:
             search = 0
         tau = float(opts["tau"])
+
+        def policy_loss() -> torch.Tensor:
+            return (
+                float(opts["sparsity_weight"]) * self.sparsity_loss()
+                + float(opts["sharing_weight"]) * self.sharing_loss()
+            )
+
         self.train()
         for epoch in range(1, warmup + search + 1):
             searching = epoch > warmup
             self.tau = tau if searching else None
-            sums, steps = None, 0
-            for batch in epoch_batches():
-                losses = task_losses(self, batch)
-                total = weighting.combine(losses, self)
-                if searching:
-                    total = (
-                        total
-                        + float(opts["sparsity_weight"]) * self.sparsity_loss()
-                        + float(opts["sharing_weight"]) * self.sharing_loss()
-                    )
-                if not torch.isfinite(total):
-                    break
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                optimizer.step()
-                weighting.after_step()
-                sums = losses.detach() if sums is None else sums + losses.detach()
-                steps += 1
-            if sums is not None:
-                weighting.end_epoch(epoch, (sums / steps).tolist())
+            result = trainer.run_epoch(
+                self, weighting, optimizer, extra_loss=policy_loss if searching else None
+            )
+            if result.steps:
+                weighting.end_epoch(epoch, result.mean_losses())
             probs = self.execute_probabilities().detach().cpu()
             phase = "policy search" if searching else "policy warm-up"
-            log(
+            trainer.log(
                 f"{phase} {epoch}/{warmup + search} | tau {tau if searching else 0:.3f} | "
                 f"execute probabilities {[[round(v, 3) for v in row] for row in probs.tolist()]}"
             )
@@ -212,7 +204,14 @@ class AdaShare(nn.Module):
                 tau *= float(opts["tau_decay"])
         self.tau = None
         self.fix_policy()
-        return self.execute_probabilities().detach().cpu()
+        probabilities = self.execute_probabilities().detach().cpu()
+        retrained = trainer.build_model()
+        retrained.adopt_policy(self)
+        searched = {
+            f"policy_block_{k + 1}": probabilities[:, k].tolist()
+            for k in range(probabilities.shape[1])
+        }
+        return Pretrained(retrained, searched)
 
     # ---- interface used by training and the cost model -------------------------------------
     def recorded(self) -> dict[str, list[float]]:

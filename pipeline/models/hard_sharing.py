@@ -10,11 +10,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .base import Architecture
 from .heads import MLPHead
 from .trunks import TRUNKS
 
 
-class HardSharing(nn.Module):
+class HardSharing(Architecture):
+    name = "hard_sharing"
+
     def __init__(
         self,
         in_features: int,
@@ -25,7 +28,7 @@ class HardSharing(nn.Module):
         binary_input: bool = False,
         trunk: str = "mlp",
     ) -> None:
-        super().__init__()
+        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
         self.trunk = TRUNKS[trunk](in_features, widths, generator, binary_input=binary_input)
         self.heads = nn.ModuleList(
             MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims

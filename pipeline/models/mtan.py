@@ -29,6 +29,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
+from .base import Architecture
 from .heads import MLPHead
 from .layers import Dense
 from .trunks import MLPTrunk
@@ -48,7 +49,9 @@ class AttentionMask(nn.Module):
         return self.down.macs() + self.up.macs()
 
 
-class MTAN(nn.Module):
+class MTAN(Architecture):
+    name = "mtan"
+
     def __init__(
         self,
         in_features: int,
@@ -58,7 +61,7 @@ class MTAN(nn.Module):
         generator: torch.Generator,
         binary_input: bool = False,
     ) -> None:
-        super().__init__()
+        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
         widths = [int(w) for w in widths]
         self.trunk = MLPTrunk(in_features, widths, generator, binary_input=binary_input)
         self.bridges = nn.ModuleList(Dense(a, b, generator) for a, b in pairwise(widths))
