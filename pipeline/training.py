@@ -282,9 +282,7 @@ class Trainer:
     def batch_input(self, batch: torch.Tensor):
         return _take(self.inputs.x, batch)
 
-    def losses_from_outputs(
-        self, outputs: list[torch.Tensor], batch: torch.Tensor
-    ) -> torch.Tensor:
+    def losses_from_outputs(self, outputs: list[torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         """Each task's masked mean loss on ``batch`` (0 for a task with no label in it)."""
         if self._fused is not None:
             safe_y, mask = self._fused
@@ -333,7 +331,7 @@ class Trainer:
 
     # ---- the recorded training -----------------------------------------------------------
     def fit(self) -> pa.Table:
-        tasks, types, hp = self.tasks, self.types, self.spec["training"]
+        tasks, types = self.tasks, self.types
         model, weighting = self.build_model(), self.new_weighting()
         inputs = self.inputs
         n_labelled = {
