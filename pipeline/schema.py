@@ -112,3 +112,30 @@ def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# Inter-task affinity recorded during one training (TAG, Fifty et al. 2021): long format, one
+# row per source task x target task x epoch. value = mean over the epoch's lookahead steps of
+# 1 - L_target(after a step on the source's loss alone) / L_target(before).
+AFFINITY = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("network", pa.string(), nullable=False),
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("target", pa.string(), nullable=False),
+        pa.field("epoch", pa.int32(), nullable=False),
+        # NaN when no step of the epoch had labels for both tasks in its batch.
+        pa.field("value", pa.float64(), nullable=True),
+        # Lookahead steps averaged (those with labels for both tasks in the batch).
+        pa.field("steps", pa.int32(), nullable=False),
+        # How the lookahead was taken: every k-th step, its learning rate.
+        pa.field("every", pa.int32(), nullable=False),
+        pa.field("lookahead_lr", pa.float64(), nullable=False),
+        # sha256 of the estimation's spec (the network's training spec + these settings).
+        pa.field("config_hash", pa.string(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "affinity", "taskgroup.schema_version": SCHEMA_VERSION},
+)

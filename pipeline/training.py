@@ -292,6 +292,10 @@ class Trainer:
             [masked_loss(o, target[:, j], self.types[j]) for j, o in enumerate(outputs)]
         )
 
+    def labelled_in(self, batch: torch.Tensor) -> torch.Tensor:
+        """(tasks,) bool: which tasks have at least one label in ``batch``."""
+        return (~torch.isnan(self.inputs.y[batch])).any(dim=0)
+
     def task_losses(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         return self.losses_from_outputs(model(self.batch_input(batch)), batch)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -45,6 +48,14 @@ class BinaryInput(nn.Module):
         _uniform_(self.bias, bound, generator)
 
     def forward(self, batch: SparseBatch) -> torch.Tensor:
+        if _VMAP_FRIENDLY.get():
+            # torch.func.vmap has no batching rule for embedding_bag (it would loop over the
+            # batch of weights in Python); gather + index_add has one. Same sum, other order.
+            rows = self.weight.index_select(0, batch.indices)
+            out = torch.zeros(
+                batch.n_rows, self.out_features, dtype=rows.dtype, device=rows.device
+            ).index_add(0, batch.row_of_entry(), rows)
+            return out + self.bias
         out = nn.functional.embedding_bag(batch.indices, self.weight, batch.offsets, mode="sum")
         return out + self.bias
 
@@ -58,6 +69,30 @@ class SparseBatch:
 
     def __init__(self, indices: torch.Tensor, offsets: torch.Tensor) -> None:
         self.indices, self.offsets = indices, offsets
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.offsets.numel())
+
+    def row_of_entry(self) -> torch.Tensor:
+        """The batch row of each entry of ``indices``."""
+        ends = torch.cat([self.offsets[1:], self.offsets.new_tensor([self.indices.numel()])])
+        rows = torch.arange(self.n_rows, device=self.offsets.device)
+        return torch.repeat_interleave(rows, ends - self.offsets)
+
+
+_VMAP_FRIENDLY = contextvars.ContextVar("binary_input_vmap_friendly", default=False)
+
+
+@contextmanager
+def vmap_friendly() -> Iterator[None]:
+    """Within this block (this thread or task only), layers avoid ops that torch.func.vmap
+    cannot batch, so a network can be evaluated under many parameter sets at once."""
+    token = _VMAP_FRIENDLY.set(True)
+    try:
+        yield
+    finally:
+        _VMAP_FRIENDLY.reset(token)
 
 
 class SparseMatrix:
