@@ -13,6 +13,7 @@ import yaml
 from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
 from .split import check_split, make_split
+from .strategies import first_stage_orders, resolve_strategy
 from .weighting import WEIGHTINGS
 
 
@@ -97,7 +98,8 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
         )
     # Canonical (dataset) order, so a network has one name whatever order the config lists.
     config["dataset"]["tasks"] = [t for t in data.task_names if t in tasks]
-    too_big = [o for o in config["sweep"]["orders"] if o > len(tasks)]
+    config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
+    too_big = [o for o in first_stage_orders(config["sweep"]) if o > len(tasks)]
     if too_big:
         raise ConfigError(
             f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"

@@ -38,14 +38,17 @@ def canonical_tasks(tasks: list[str] | tuple[str, ...], order: list[str]) -> tup
 
 
 def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
-    """Singles at every size, full-size sets of every other requested order, and (optionally)
-    the all-in-one network, without duplicates."""
+    """The first stage of ``sweep.strategy`` (pipeline/strategies.py): singles at every size,
+    full-size sets of every other order it trains, and the all-in-one network where asked or
+    needed, without duplicates."""
+    from .strategies import first_stage_orders, trains_all_in_one
+
     nets: list[Network] = []
-    for order in sorted(set(sweep["orders"])):
+    for order in first_stage_orders(sweep):
         for combo in combinations(tasks, order):
             sizes = sweep["sizes"] if order == 1 else ["full"]
             nets += [Network(combo, size) for size in sizes]
-    if sweep.get("all_in_one", False) and len(tasks) > 1:
+    if trains_all_in_one(sweep) and len(tasks) > 1:
         nets.append(Network(tuple(tasks), "full"))
     position = {t: i for i, t in enumerate(tasks)}
     return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))

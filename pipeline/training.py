@@ -27,7 +27,7 @@ from .datasets import Dataset, load_dataset
 from .metrics import METRIC_OF, masked_binary_losses, masked_loss, task_metric
 from .models import ModelShape, build_model, reference_macs, widths_for_size
 from .models.base import Architecture
-from .schema import METRICS, SPLITS, write_table
+from .schema import AFFINITY, METRICS, SPLITS, write_table
 from .split import read_split
 from .sweep import Network, spec_hash
 from .weighting import Weighting, build_weighting
@@ -236,6 +236,8 @@ class Trainer:
             network_seed(spec["seed"], self.network.name)
         )
         self.config_hash = spec_hash(spec)
+        # What a checkpoint must match to be resumed: the spec, plus any observer's settings.
+        self.state_key = self.config_hash
         # Built lazily after the first model, so the generator's draws keep their order
         # (initialisation first), whatever the caller does in between.
         self._inputs: _Inputs | None = None
@@ -355,7 +357,7 @@ class Trainer:
         diverged_at: int | None = None
         epoch_rows: list[dict] = []
         first_epoch = 1
-        resumed = self.checkpoint.load(self.config_hash)
+        resumed = self.checkpoint.load(self.state_key)
         started = time.perf_counter()
         if resumed is not None:
             model.load_state_dict(resumed["model"])
@@ -411,7 +413,7 @@ class Trainer:
                 break
             if self.checkpoint.due(final=epoch == self.epochs):
                 self.checkpoint.save({
-                    "config_hash": self.config_hash, "epoch": epoch, "elapsed": elapsed,
+                    "config_hash": self.state_key, "epoch": epoch, "elapsed": elapsed,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "weighting": weighting.state_dict(), "generator": self.generator.get_state(),
                     "observer": self.observer.state_dict() if self.observer else {},
@@ -489,13 +491,15 @@ def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
 
 
 def run_snakemake_job(input: dict, output: dict, params: dict, log: list, threads: int = 1) -> None:
-    """The ``train`` rule's body: the same call in a Snakemake thread, a job process or a
-    Dask worker."""
+    """The ``train`` rule's body (and ``estimate_affinity``'s, whose params add ``tag``: the
+    network's training is the same, with TAG's affinity recorded to ``output["affinity"]``):
+    the same call in a Snakemake thread, a job process or a Dask worker."""
     torch.set_num_threads(max(1, int(threads)))
     spec = params["spec"]
     device = resolve_device()
     data = load_dataset(spec["dataset"])
     labels = read_split(input["split"], data.n_rows)
+    tag = params.get("tag")
     with open(log[0], "w") as log_file:
 
         def write(line: str) -> None:
@@ -504,7 +508,19 @@ def run_snakemake_job(input: dict, output: dict, params: dict, log: list, thread
 
         write(f"network {Network(tuple(spec['tasks']), spec['size']).name} on {device}")
         checkpoint = Checkpointer(params.get("checkpoint"))
-        table = train_network(data, labels, spec, device, write, checkpoint)
+        trainer = Trainer(data, labels, spec, device, write, checkpoint)
+        if tag is not None:
+            from .affinity.lookahead import AffinityRecorder
+
+            trainer.observer = AffinityRecorder(trainer, tag["every"], tag["lookahead_lr"])
+            # A plain training's checkpoint must not resume as an estimation (no affinity yet).
+            trainer.state_key = spec_hash({**spec, "tag": tag})
+        table = trainer.fit()
+        if tag is not None:
+            write(f"lookahead: {trainer.observer.seconds:.2f}s of the training's time")
+    if tag is not None:
+        # The network's own rows keep its plain spec's hash: they equal a plain training's.
+        write_table(trainer.observer.table(trainer.state_key), output["affinity"], AFFINITY)
     write_table(table, output["metrics"], METRICS)
     checkpoint.remove()
 
