@@ -23,10 +23,14 @@ _cache: dict[str, Dataset] = {}
 _lock = threading.Lock()
 
 
+# Keys of ``config.dataset`` that select tasks rather than define the data.
+TASK_SELECTION_KEYS = ("tasks", "exclude_tasks")
+
+
 def loader_config(dataset_config: dict) -> dict:
     """The part of ``config.dataset`` that determines the data: everything but the task
     selection, so adding a task to a sweep does not change any existing network's params."""
-    return {k: v for k, v in dataset_config.items() if k != "tasks"}
+    return {k: v for k, v in dataset_config.items() if k not in TASK_SELECTION_KEYS}
 
 
 def load_dataset(dataset_config: dict) -> Dataset:
