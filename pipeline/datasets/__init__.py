@@ -8,12 +8,13 @@ import threading
 from collections.abc import Callable
 
 from .base import TASK_TYPES, Dataset, DatasetError
-from .builtin import load_tox21, load_yeast
+from .builtin import load_tox21, load_toxcast, load_yeast
 from .synthetic import load_synthetic
 from .table import load_table
 
 LOADERS: dict[str, Callable[[dict], Dataset]] = {
     "tox21": load_tox21,
+    "toxcast": load_toxcast,
     "yeast": load_yeast,
     "synthetic": load_synthetic,
     "table": load_table,
