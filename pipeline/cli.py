@@ -71,7 +71,8 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
     config = load_config_file(args.configfile, check_data=False)
     for net in plan_networks(config["dataset"]["tasks"], config["sweep"]):
-        print(net.name)
+        # File stems may be hashes (odd or many task names): --files says which is which.
+        print(f"{net.size}/{net.stem}.parquet\t{net.name}" if args.files else net.name)
     return 0
 
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("networks", help="list the networks a config trains")
     n.add_argument("--configfile", default="config.yaml")
+    n.add_argument("--files", action="store_true", help="also each network's file under runs/")
     n.set_defaults(func=cmd_networks)
 
     v = sub.add_parser("validate", help="check a config (schema, tasks, split) without running")

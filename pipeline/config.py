@@ -4,6 +4,7 @@ then the checks a schema cannot express. Every error names the offending key, fi
 from __future__ import annotations
 
 import copy
+import difflib
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy
+from .sweep import count_networks
 from .weighting import WEIGHTINGS
 
 
@@ -90,19 +92,34 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
     except KeyError as err:
         raise ConfigError(f"config key dataset.{err.args[0]}: required") from err
     tasks = dataset_cfg.get("tasks") or list(data.task_names)
-    unknown = [t for t in tasks if t not in data.task_names]
-    if unknown:
-        raise ConfigError(
-            f"config key dataset.tasks: unknown task(s) {unknown} for dataset "
-            f"{data.name!r}; known: {list(data.task_names)}"
-        )
+    known = set(data.task_names)
+    for key, listed in (("tasks", tasks), ("exclude_tasks", dataset_cfg.get("exclude_tasks", []))):
+        unknown = [t for t in listed if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"config key dataset.{key}: unknown task(s) {unknown} for dataset "
+                f"{data.name!r}; {_known_hint(unknown, data.task_names)}"
+            )
+    excluded = set(dataset_cfg.get("exclude_tasks", []))
+    tasks = [t for t in tasks if t not in excluded]
+    if not tasks:
+        raise ConfigError("config key dataset.exclude_tasks: leaves no task to sweep")
     # Canonical (dataset) order, so a network has one name whatever order the config lists.
-    config["dataset"]["tasks"] = [t for t in data.task_names if t in tasks]
+    selected = set(tasks)
+    config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
     config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
     too_big = [o for o in first_stage_orders(config["sweep"]) if o > len(tasks)]
     if too_big:
         raise ConfigError(
             f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"
+        )
+    planned = count_networks(len(tasks), config["sweep"])
+    if planned > config["sweep"]["max_networks"]:
+        raise ConfigError(
+            f"config key sweep.orders: orders {config['sweep']['orders']} over {len(tasks)} tasks "
+            f"plan {planned:,} networks, more than sweep.max_networks "
+            f"({config['sweep']['max_networks']:,}); select fewer dataset.tasks or lower orders "
+            "(e.g. sweep.orders: [1] with the all-in-one network)"
         )
     if check_data:
         try:
@@ -111,6 +128,14 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
         except DatasetError as err:
             raise ConfigError(f"config key split / dataset.tasks: {err}") from err
     return config
+
+
+def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:
+    """The known task names, or for large datasets the closest ones: 617 names are no hint."""
+    if len(known) <= 30:
+        return f"known: {list(known)}"
+    close = {t: difflib.get_close_matches(t, known, n=3, cutoff=0.6) for t in unknown[:5]}
+    return f"{len(known)} known tasks; closest: {close}"
 
 
 def load_config_file(path: str | Path, check_data: bool = True) -> dict:

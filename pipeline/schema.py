@@ -19,7 +19,9 @@ SCHEMA_VERSION = "1"
 METRICS = pa.schema(
     [
         pa.field("dataset", pa.string(), nullable=False),
-        # "<task>+<task>@<size>": the network's one canonical name.
+        # "<task>+<task>@<size>" ("+", "@", "\\" in a task name escaped with "\\"; past 200
+        # characters shortened with a hash of the task set: pipeline/sweep.py). A label and a
+        # key: the task list is ``tasks``, never parsed out of this.
         pa.field("network", pa.string(), nullable=False),
         pa.field("tasks", pa.list_(pa.string()), nullable=False),
         pa.field("n_tasks", pa.int16(), nullable=False),
@@ -52,6 +54,23 @@ METRICS = pa.schema(
         pa.field("versions", pa.string(), nullable=False),
     ],
     metadata={"taskgroup.table": "metrics", "taskgroup.schema_version": SCHEMA_VERSION},
+)
+
+# results/networks.parquet: which file holds which network, so file names can stay short
+# hashes whatever the task names (one row per network file of the sweep).
+NETWORKS = pa.schema(
+    [
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("stem", pa.string(), nullable=False),
+        pa.field("network", pa.string(), nullable=False),
+        pa.field("tasks", pa.list_(pa.string()), nullable=False),
+        pa.field("n_tasks", pa.int16(), nullable=False),
+        pa.field("size", pa.string(), nullable=False),
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "networks", "taskgroup.schema_version": SCHEMA_VERSION},
 )
 
 SPLITS = ("train", "val", "test")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -40,19 +42,40 @@ def make_split(n_rows: int, fractions: dict[str, float], seed: int) -> np.ndarra
 
 
 def check_split(data: Dataset, labels: np.ndarray, tasks: list[str]) -> None:
-    """Every task needs labels, and binary tasks both classes, in every split."""
-    for task in tasks:
-        i = data.task_index(task)
-        for split in SPLITS:
-            y = data.targets[labels == split, i]
-            y = y[~np.isnan(y)]
-            if y.size == 0:
-                raise DatasetError(f"task {task!r} has no labels in the {split} split")
-            if data.task_types[i] == "binary" and np.unique(y).size < 2:
-                raise DatasetError(
-                    f"task {task!r} has only one class in the {split} split "
-                    f"({y.size} labels); use another split seed or larger fractions"
-                )
+    """Every task needs labels, and binary tasks both classes, in every split. All offending
+    tasks are named at once, with counts (one vectorised pass per split: fast at 600+ tasks)."""
+    index = {name: i for i, name in enumerate(data.task_names)}
+    cols = np.array([index[t] if t in index else data.task_index(t) for t in tasks], dtype=int)
+    binary = np.array([data.task_types[c] == "binary" for c in cols], dtype=bool)
+    problems: list[str] = []
+    offending: dict[str, None] = {}  # ordered set
+    for split in SPLITS:
+        y = data.targets[labels == split][:, cols]
+        labelled = ~np.isnan(y)
+        n = labelled.sum(axis=0)
+        positives = (labelled & (y == 1)).sum(axis=0)
+        for j in np.flatnonzero(n == 0):
+            offending[tasks[j]] = None
+            problems.append(f"task {tasks[j]!r} has no labels in the {split} split")
+        one_class = binary & (n > 0) & ((positives == 0) | (positives == n))
+        for j in np.flatnonzero(one_class):
+            offending[tasks[j]] = None
+            problems.append(
+                f"task {tasks[j]!r} has only one class in the {split} split "
+                f"({n[j]} labels, {positives[j]} positive)"
+            )
+    if problems:
+        if len(problems) == 1:
+            raise DatasetError(
+                f"{problems[0]}; use another split seed, larger val/test fractions or leave the "
+                "task out (dataset.exclude_tasks)"
+            )
+        # JSON is valid YAML: the line can be pasted into config.yaml as it is.
+        raise DatasetError(
+            f"{len(problems)} task/split problems in {len(offending)} tasks; use another split "
+            "seed, larger val/test fractions or leave them out with\n  dataset.exclude_tasks: "
+            f"{json.dumps(list(offending), ensure_ascii=False)}\n    " + "\n    ".join(problems)
+        )
 
 
 def write_split(labels: np.ndarray, path: str) -> None:

@@ -3,18 +3,63 @@
 Shared by the Snakefile (targets and params) and the CLI, so both name networks one way.
 A network's *spec* holds exactly what determines its training, so its Snakemake params change
 only when its own training would: adding a task or a budget never touches an existing network.
+
+A network's identity is its task tuple (in dataset order) and size, never a joined string: task
+names may contain anything a column name can (``+``, ``/``, spaces, non-ASCII), and there may be
+hundreds of them. Two strings are derived from it:
+
+* :attr:`Network.name`, the ``network`` column: the tasks joined by ``+`` (a ``+``, ``@`` or
+  ``\\`` inside a task name escaped with ``\\``) and ``@size``. Past :data:`MAX_NAME` characters it
+  is shortened to its first tasks, the task count and a hash, so rows stay small.
+* :attr:`Network.stem`, the file name: the joined names when they are short and file-safe
+  (every network of the released layout keeps its file), else a slug of the first task names,
+  the task count and a hash of the task tuple.
+
+The full task list of every network is in its Parquet (``tasks`` column) and in
+``results/networks.parquet`` (stem -> tasks), never parsed back out of a name.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
+from math import comb
 
 from .datasets import loader_config
 
 TASK_SEP = "+"
+# Names built only of these characters were the only ones allowed before; their networks keep
+# the released file names (``A+B.parquet``) so existing results are found, not retrained.
+LEGACY_TASK_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+# Short enough for every file system (255 bytes) with the .parquet / temp-file affixes added.
+MAX_STEM = 120
+MAX_NAME = 200
+HASH_CHARS = 12
+
+
+def task_set_hash(tasks: tuple[str, ...] | list[str]) -> str:
+    """sha256 of the canonical task tuple (JSON, so no separator can be ambiguous)."""
+    return hashlib.sha256(json.dumps(list(tasks), ensure_ascii=False).encode()).hexdigest()
+
+
+def _escape(task: str) -> str:
+    return task.replace("\\", "\\\\").replace(TASK_SEP, "\\" + TASK_SEP).replace("@", "\\@")
+
+
+def join_tasks(tasks: Iterable[str]) -> str:
+    """Task names joined by "+", each "+", "@" or "\\" in a name escaped: one string per task
+    list, never two (a name may itself contain "+")."""
+    return TASK_SEP.join(_escape(t) for t in tasks)
+
+
+def _slug(task: str) -> str:
+    ascii_only = unicodedata.normalize("NFKD", task).encode("ascii", "ignore").decode()
+    return re.sub(r"[^A-Za-z0-9]+", "_", ascii_only).strip("_")
 
 
 @dataclass(frozen=True, order=True)
@@ -23,18 +68,56 @@ class Network:
     size: str
 
     @property
-    def tasks_key(self) -> str:
-        return TASK_SEP.join(self.tasks)
+    def key(self) -> str:
+        """The unbounded canonical string: escaped tasks joined by ``+``, then ``@size``.
+        Injective (escaping), and equal to the released name for every released network, so
+        per-network seeds derived from it are unchanged."""
+        return f"{join_tasks(self.tasks)}@{self.size}"
 
     @property
     def name(self) -> str:
-        return f"{self.tasks_key}@{self.size}"
+        """The ``network`` column: :attr:`key`, or past MAX_NAME characters its first tasks,
+        the count and the task-set hash (a 617-task key would repeat ~20 kB on every row)."""
+        key = self.key
+        if len(key) <= MAX_NAME:
+            return key
+        head = ""
+        for t in self.tasks:
+            part = _escape(t)
+            if len(head) + len(part) + 1 > MAX_NAME // 2:
+                break
+            head += part + TASK_SEP
+        digest = task_set_hash(self.tasks)[:HASH_CHARS]
+        return f"{head}…[{len(self.tasks)} tasks #{digest}]@{self.size}"
+
+    @property
+    def stem(self) -> str:
+        """The file stem (the size is the parent folder, so it is not repeated here)."""
+        legacy = TASK_SEP.join(self.tasks)
+        if len(legacy) <= MAX_STEM and all(LEGACY_TASK_NAME.match(t) for t in self.tasks):
+            return legacy
+        # "~" never occurs in a legacy stem, so the two layouts cannot collide.
+        slug = "_".join(s for s in map(_slug, self.tasks[:3]) if s)[:60].strip("_") or "tasks"
+        return f"{slug}~{len(self.tasks)}t~{task_set_hash(self.tasks)[:HASH_CHARS]}"
 
 
 def canonical_tasks(tasks: list[str] | tuple[str, ...], order: list[str]) -> tuple[str, ...]:
     """Tasks in the dataset's order, so {A,B} and {B,A} are one network with one name."""
     position = {t: i for i, t in enumerate(order)}
     return tuple(sorted(tasks, key=position.__getitem__))
+
+
+def count_networks(n_tasks: int, sweep: dict) -> int:
+    """How many networks :func:`plan_networks` returns, without building them."""
+    from .strategies import first_stage_orders, trains_all_in_one
+
+    orders = first_stage_orders(sweep)
+    count = 0
+    for order in orders:
+        count += comb(n_tasks, order) * (len(sweep["sizes"]) if order == 1 else 1)
+    if trains_all_in_one(sweep) and n_tasks > 1 and n_tasks not in orders:
+        count += 1
+    return count
 
 
 def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:

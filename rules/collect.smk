@@ -4,6 +4,7 @@ rule collect:
     output:
         parquet=f"{RESULTS}/metrics.parquet",
         duckdb=f"{RESULTS}/sweep.duckdb",
+        networks=f"{RESULTS}/networks.parquet",
     log:
         f"{RESULTS}/logs/collect.log",
     resources:

@@ -9,9 +9,9 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
+from pipeline.datasets import loader_config
 from pipeline.jobs import collect_job, select_job, split_job, train_job
 from pipeline.sweep import (
-    TASK_SEP,
     method_key,
     network_spec,
     plan_networks,
@@ -33,6 +33,9 @@ SEEDS = config["sweep"]["seeds"]
 # model.architecture x training.weighting); results keep both as columns.
 METHODS = [method_key(a, w) for a, w in sweep_methods(config)]
 NETWORKS = plan_networks(TASKS, config["sweep"])
+# File stems are short hashes for odd or many task names: the wildcard is looked up, never
+# parsed back into task names (a name may contain "+", "/" or anything else).
+NETWORK_BY_STEM = {(net.size, net.stem): net for net in NETWORKS}
 
 
 wildcard_constraints:
@@ -40,13 +43,11 @@ wildcard_constraints:
     weighting="[a-z0-9_]+",
     seed=r"\d+",
     size="full|half",
-    tasks="[^/]+",
+    stem="[^/]+",
 
 
 def network_file(network, seed, method=METHODS[0]):
-    return (
-        f"{RESULTS}/runs/{method}/seed{seed}/{network.size}/{network.tasks_key}.parquet"
-    )
+    return f"{RESULTS}/runs/{method}/seed{seed}/{network.size}/{network.stem}.parquet"
 
 
 def all_network_files():
@@ -61,13 +62,15 @@ def all_network_files():
 def train_spec(wildcards):
     """The network's full training spec: its Snakemake params, so it reruns exactly when
     its own training would change (not when tasks or budgets are added elsewhere)."""
-    tasks = wildcards.tasks.split(TASK_SEP)
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise WorkflowError(f"network {wildcards.tasks!r}: unknown task(s) {unknown}")
+    network = NETWORK_BY_STEM.get((wildcards.size, wildcards.stem))
+    if network is None:
+        raise WorkflowError(
+            f"no planned {wildcards.size} network has the file stem {wildcards.stem!r} "
+            "(results/networks.parquet maps stems to task lists)"
+        )
     return network_spec(
         config,
-        tuple(tasks),
+        network.tasks,
         wildcards.size,
         int(wildcards.seed),
         wildcards.architecture,

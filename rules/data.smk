@@ -5,7 +5,7 @@ rule split:
         f"{RESULTS}/logs/split.log",
     params:
         # Only what determines the rows: adding a task must not reshuffle the split.
-        dataset={k: v for k, v in config["dataset"].items() if k != "tasks"},
+        dataset=loader_config(config["dataset"]),
         split=config["split"],
     run:
         split_job(input, output, params, log, threads)

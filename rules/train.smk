@@ -2,11 +2,11 @@ rule train:
     input:
         split=rules.split.output.split,
     output:
-        metrics=f"{RESULTS}/runs/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.parquet",
+        metrics=f"{RESULTS}/runs/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.parquet",
     log:
-        f"{RESULTS}/logs/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.log",
+        f"{RESULTS}/logs/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.tsv"
+        f"{RESULTS}/benchmarks/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.tsv"
     threads: 1
     resources:
         mem_mb=1500,
@@ -14,7 +14,7 @@ rule train:
     params:
         spec=train_spec,
         # Not an output: Snakemake deletes outputs of a failed job; a checkpoint must survive.
-        checkpoint=f"{RESULTS}/checkpoints/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{tasks}}.pt",
+        checkpoint=f"{RESULTS}/checkpoints/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.pt",
         # The Dask executor calls this in a warm worker instead of spawning a job process.
         inprocess_entry="pipeline.training:run_snakemake_job",
     run:

@@ -206,7 +206,7 @@ def test_plan_without_all_in_one_and_other_orders() -> None:
 
 def test_network_names_are_canonical() -> None:
     net = Network(("NR-AR", "SR-p53"), "full")
-    assert net.name == "NR-AR+SR-p53@full" and net.tasks_key == "NR-AR+SR-p53"
+    assert net.name == "NR-AR+SR-p53@full" and net.stem == "NR-AR+SR-p53"
 
 
 def test_network_spec_does_not_depend_on_the_other_tasks() -> None:

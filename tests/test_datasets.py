@@ -264,11 +264,13 @@ def test_user_table_binary_column_with_a_two_names_column(tmp_path: Path) -> Non
     assert data.n_classes == (3,)
 
 
-def test_user_table_bad_task_name_is_refused(tmp_path: Path) -> None:
-    frame = _base_frame().rename(columns={"y": "my task"})
-    path = _write(tmp_path, frame)
-    with pytest.raises(DatasetError, match="my task"):
-        load_table({"path": str(path), "features": ["f0"], "targets": {"my task": "binary"}})
+@pytest.mark.parametrize("name", ["t.parquet", "t.csv"])
+def test_user_table_any_column_name_is_a_task_name(tmp_path: Path, name: str) -> None:
+    task = "Neoplasms benign, malignant (incl cysts) + a/b µ"
+    frame = _base_frame().rename(columns={"y": task})
+    path = _write(tmp_path, frame, name)
+    data = load_table({"path": str(path), "features": ["f0"], "targets": {task: "binary"}})
+    assert data.task_names == (task,)
 
 
 def test_unknown_dataset_name() -> None:

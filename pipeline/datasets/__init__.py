@@ -8,12 +8,13 @@ import threading
 from collections.abc import Callable
 
 from .base import TASK_TYPES, Dataset, DatasetError
-from .builtin import load_tox21, load_yeast
+from .builtin import load_tox21, load_toxcast, load_yeast
 from .synthetic import load_synthetic
 from .table import load_table
 
 LOADERS: dict[str, Callable[[dict], Dataset]] = {
     "tox21": load_tox21,
+    "toxcast": load_toxcast,
     "yeast": load_yeast,
     "synthetic": load_synthetic,
     "table": load_table,
@@ -23,10 +24,14 @@ _cache: dict[str, Dataset] = {}
 _lock = threading.Lock()
 
 
+# Keys of ``config.dataset`` that select tasks rather than define the data.
+TASK_SELECTION_KEYS = ("tasks", "exclude_tasks")
+
+
 def loader_config(dataset_config: dict) -> dict:
     """The part of ``config.dataset`` that determines the data: everything but the task
     selection, so adding a task to a sweep does not change any existing network's params."""
-    return {k: v for k, v in dataset_config.items() if k != "tasks"}
+    return {k: v for k, v in dataset_config.items() if k not in TASK_SELECTION_KEYS}
 
 
 def load_dataset(dataset_config: dict) -> Dataset:

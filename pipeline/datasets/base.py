@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
 
 TASK_TYPES = ("binary", "multiclass", "regression")
-# Task names become file names and Snakemake wildcards ("A+B" names a network).
-TASK_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
 class DatasetError(ValueError):
     """A dataset cannot be used as configured; the message names the file, column or task."""
+
+
+def _normalised(name: str) -> str:
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def check_task_names(names: tuple[str, ...] | list[str], where: str) -> None:
+    """Any non-empty string is a task name (file names never contain it verbatim: see
+    pipeline/sweep.py). Refused: empty names, and two names that differ only in Unicode
+    normalisation or surrounding whitespace, which look identical in every table and config."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise DatasetError(f"{where}: task name {name!r} is empty")
+        key = _normalised(name)
+        if key not in seen:
+            seen[key] = name
+            continue
+        other = seen[key]
+        if other == name:
+            raise DatasetError(f"{where}: task name {name!r} appears twice")
+        raise DatasetError(
+            f"{where}: task names {other!r} and {name!r} differ only in Unicode "
+            "normalisation or surrounding whitespace; rename one"
+        )
 
 
 @dataclass(frozen=True)
@@ -44,13 +67,10 @@ class Dataset:
             )
         if not (len(self.task_names) == len(self.task_types) == len(self.n_classes) == tasks):
             raise DatasetError(f"{self.name}: task names/types/classes do not match {tasks} tasks")
+        check_task_names(self.task_names, self.name)
         for name, kind in zip(self.task_names, self.task_types):
             if kind not in TASK_TYPES:
                 raise DatasetError(f"{self.name}: task {name!r} has unknown type {kind!r}")
-            if not TASK_NAME.match(name):
-                raise DatasetError(
-                    f"{self.name}: task name {name!r} may only use letters, digits, '_', '.', '-'"
-                )
 
     @property
     def mask(self) -> np.ndarray:

@@ -14,6 +14,7 @@ from itertools import combinations
 
 import numpy as np
 
+from ..sweep import join_tasks
 from .candidates import Candidates
 
 
@@ -98,7 +99,7 @@ def higher_order_approximation(cand: Candidates, max_order: int = 3) -> Candidat
                 v[members] = _estimate(pair[0], members)
                 t[members] = _estimate(pair[1], members)
                 s[members] = _estimate(pair[2], members)
-                name = "+".join(cand.tasks[i] for i in subset)
+                name = join_tasks(cand.tasks[i] for i in subset)
                 added["names"].append(f"{name}@{size}" if size is not None else name)
                 added["size"].append(size)
                 added["cost"].append(intercept + slope * order)
