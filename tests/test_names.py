@@ -166,6 +166,12 @@ def test_toxcast_default_split_check_is_fast_and_names_the_tasks(toxcast: Datase
     assert len(config["dataset"]["tasks"]) == 617 - 24
 
 
-def test_toxcast_with_the_default_orders_is_refused_before_planning() -> None:
+def test_toxcast_exhaustive_is_refused_before_planning_and_auto_picks_tag() -> None:
     with pytest.raises(ConfigError, match=r"617 tasks plan 39,\d{3},\d{3} networks"):
-        resolve_config({"dataset": {"name": "toxcast"}}, check_data=False)
+        resolve_config(
+            {"dataset": {"name": "toxcast"}, "sweep": {"strategy": "exhaustive"}}, check_data=False
+        )
+    config = resolve_config({"dataset": {"name": "toxcast"}}, check_data=False)
+    assert config["sweep"]["strategy"] == "tag"
+    # TAG's first stage: the singles at both sizes and the all-in-one estimation network.
+    assert count_networks(617, config["sweep"]) == 2 * 617 + 1
