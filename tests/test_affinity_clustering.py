@@ -32,15 +32,19 @@ def _planted(n_clusters=3, per=4, seed=0, strength=2.0, noise=0.3):
     return Affinity([f"task {i} (c{c})" for i, c in enumerate(labels)], z), labels
 
 
-@pytest.mark.parametrize("method", ["spectral", "agglomerative", "spectral+search",
-                                    "agglomerative+search"])
+@pytest.mark.parametrize(
+    "method", ["spectral", "agglomerative", "spectral+search", "agglomerative+search"]
+)
 def test_planted_clusters_recovered(method):
     aff, labels = _planted()
     g = candidate_groups(aff, [3], method=method)[0]
     found = {frozenset(grp) for grp in g.groups}
     want = {frozenset(t for t, c in zip(aff.tasks, labels) if c == k) for k in range(3)}
-    assert want <= found or (method.endswith("search") and g.objective >= evaluate(
-        aff.tasks, aff.recipient_table(), [list(w) for w in want]).objective - 1e-12)
+    assert want <= found or (
+        method.endswith("search")
+        and g.objective
+        >= evaluate(aff.tasks, aff.recipient_table(), [list(w) for w in want]).objective - 1e-12
+    )
     if not method.endswith("search"):
         assert found == want
 
@@ -140,7 +144,8 @@ def test_higher_order_planted_groups_by_spectral():
 
     def losses(subset):
         return {
-            t: 1.0 - 0.2 * sum(cluster[u] == cluster[t] for u in subset if u != t)
+            t: 1.0
+            - 0.2 * sum(cluster[u] == cluster[t] for u in subset if u != t)
             + 0.02 * rng.normal()
             for t in subset
         }
@@ -157,7 +162,9 @@ def test_higher_order_missing_pairs_named():
         [(0, "a", 1.0), (0, "b", 1.0), (1, "b", 1.0), (1, "c", 1.0)],
         columns=["subset", "task", "loss"],
     )
-    with pytest.raises(AffinityFormatError, match=r"1 task pair\(s\) never trained together.*'a'\+'c'"):
+    with pytest.raises(
+        AffinityFormatError, match=r"1 task pair\(s\) never trained together.*'a'\+'c'"
+    ):
         higher_order_affinity(frame)
     with pytest.raises(AffinityFormatError, match="declares"):
         higher_order_affinity(frame.assign(tasks=["a+b", "a+b", "b", "b"]))

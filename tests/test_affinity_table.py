@@ -16,12 +16,7 @@ NAMES = ["a, b", "x (y)", "p+q/r", "émoji ✓", "NA"]
 
 
 def _frame(tasks, rng, diagonal=False):
-    rows = [
-        (s, t, float(rng.normal()))
-        for s in tasks
-        for t in tasks
-        if diagonal or s != t
-    ]
+    rows = [(s, t, float(rng.normal())) for s in tasks for t in tasks if diagonal or s != t]
     return pd.DataFrame(rows, columns=["source", "target", "value"])
 
 
@@ -52,7 +47,9 @@ def test_task_list_orders_and_rejects_unknown():
 def test_missing_pairs_named_with_count():
     frame = _frame([f"t{i}" for i in range(6)], np.random.default_rng(2))
     frame = frame[frame.source != "t0"]
-    with pytest.raises(AffinityFormatError, match=r"missing \(source, target\).*'t0'->'t1'.*5 in all"):
+    with pytest.raises(
+        AffinityFormatError, match=r"missing \(source, target\).*'t0'->'t1'.*5 in all"
+    ):
         affinity_from_frame(frame)
     # a task in the list with no rows at all
     full = _frame(["s", "d"], np.random.default_rng(3))
@@ -100,7 +97,9 @@ def test_epochs_weighted_by_steps_and_nan_epochs_skipped():
 def test_provenance_columns_ignored_and_from_recipient_dict():
     frame = _frame(["s", "d"], np.random.default_rng(5)).assign(run="r1", config_hash="abc")
     assert affinity_from_frame(frame).tasks == ("s", "d")
-    aff = Affinity.from_recipient_table(["s", "d"], {"s": {"s": 0, "d": 3.0}, "d": {"s": 5.0, "d": 0}})
+    aff = Affinity.from_recipient_table(
+        ["s", "d"], {"s": {"s": 0, "d": 3.0}, "d": {"s": 5.0, "d": 0}}
+    )
     assert aff.matrix[1, 0] == 3.0  # Z(d -> s): table[s][d]
     back = affinity_from_frame(aff.to_frame())
     np.testing.assert_allclose(back.matrix, aff.matrix)

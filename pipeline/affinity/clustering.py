@@ -111,7 +111,9 @@ def local_search(
         cur = _block_value(pairs, size, ssum)
         a = labels
         new_a = _block_value(pairs[a] - c[rows, a], size[a] - 1, ssum[a] - singles)
-        new_b = _block_value(pairs[None, :] + c, size[None, :] + 1, ssum[None, :] + singles[:, None])
+        new_b = _block_value(
+            pairs[None, :] + c, size[None, :] + 1, ssum[None, :] + singles[:, None]
+        )
         delta = (new_a - cur[a])[:, None] + new_b - cur[None, :]
         delta[rows, a] = -np.inf
         x, b = np.unravel_index(int(np.argmax(delta)), delta.shape)
@@ -170,6 +172,7 @@ METHODS = (
     "auto",
 )
 AUTO_EXACT_MAX = 12
+POLISH_MAX_TASKS = 1000  # polish costs O(k n^2) per step
 
 
 def candidate_groups(
@@ -224,6 +227,8 @@ def candidate_groups(
         if search:
             labels = local_search(signed, labels, min(k, n), sign * singles)
             groups = add_helpers(signed, labels, sign * singles)
+            if n <= POLISH_MAX_TASKS:
+                groups = polish(signed, groups, sign * singles, max_groups=min(k, n))
         else:
             groups = [list(np.flatnonzero(labels == b)) for b in np.unique(labels)]
         out.append(
@@ -238,3 +243,90 @@ def candidate_groups(
             )
         )
     return out
+
+
+def polish(
+    table: np.ndarray,
+    groups: list[list[int]],
+    singles: np.ndarray,
+    max_groups: int | None = None,
+    max_steps: int | None = None,
+) -> list[list[int]]:
+    """Steepest ascent on TAG's objective itself, over overlapping groups: add a task to a
+    group, remove one from it (every task stays in some group), or open a new group of two
+    tasks while fewer than ``max_groups`` are used; stop when no move improves the total served
+    score (each task served by its best group). ``table`` signed, higher better. One step
+    evaluates every move in O(k n^2) numpy work."""
+    n = table.shape[0]
+    t = np.array(table, dtype=float)
+    np.fill_diagonal(t, 0.0)
+    max_groups = len(groups) if max_groups is None else max(max_groups, len(groups))
+    k = max_groups
+    member = np.zeros((k, n), dtype=bool)
+    for g, grp in enumerate(groups):
+        member[g, grp] = True
+    rows = member.astype(float) @ t.T  # rows[g, u] = sum over o in g of T[u, o] (o != u)
+    eps = 1e-12 * (np.abs(t).max() + np.abs(singles).max() + 1e-300) * n
+    max_steps = max_steps if max_steps is not None else 2 * n + 50
+
+    def scores():
+        size = member.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = rows / np.maximum(size - 1, 1)[:, None]
+        s = np.where(size[:, None] == 1, singles[None, :], s)
+        return np.where(member, s, -np.inf), size
+
+    for _ in range(max_steps):
+        s, size = scores()
+        order = np.argsort(-s, axis=0)
+        best1 = s[order[0], np.arange(n)]
+        best2 = s[order[1], np.arange(n)] if k > 1 else np.full(n, -np.inf)
+        total = best1.sum()
+        best_gain, best_move = eps, None
+        for g in range(k):
+            other = np.where(order[0] == g, best2, best1)  # each task's best without g
+            m = member[g]
+            sz = size[g]
+            if sz == 0:
+                continue
+            # add x (rows of the matrices) to g: members' and x's new scores
+            new = (rows[g][None, :] + t.T) / sz  # new[x, u] = (rows[g,u] + T[u,x]) / sz
+            new = np.where(m[None, :] | np.eye(n, dtype=bool), new, -np.inf)
+            new[m, :] = -np.inf  # x already a member: not an add
+            gain = np.maximum(other[None, :], new).sum(axis=1) - total
+            x = int(np.argmax(gain))
+            if gain[x] > best_gain:
+                best_gain, best_move = gain[x], (g, x, True)
+            if sz >= 2:
+                # remove x from g: x falls back to its other groups (must have one)
+                if sz == 2:
+                    new = np.where(m[None, :] & ~np.eye(n, dtype=bool), singles[None, :], -np.inf)
+                else:
+                    new = (rows[g][None, :] - t.T) / (sz - 2)
+                    new = np.where(m[None, :] & ~np.eye(n, dtype=bool), new, -np.inf)
+                gain = np.maximum(other[None, :], new).sum(axis=1) - total
+                gain[~m] = -np.inf
+                gain[m & ~np.isfinite(other)] = -np.inf  # x in no other group
+                x = int(np.argmax(gain))
+                if gain[x] > best_gain:
+                    best_gain, best_move = gain[x], (g, x, False)
+        if member.any(axis=1).sum() < max_groups:
+            # a new pair group {x, y}: x scores T[x, y], y scores T[y, x]
+            gain = np.maximum(best1[:, None], t) - best1[:, None]
+            gain = gain + gain.T
+            np.fill_diagonal(gain, -np.inf)
+            x, y = np.unravel_index(int(np.argmax(gain)), gain.shape)
+            if gain[x, y] > best_gain:
+                best_gain, best_move = gain[x, y], (-1, (x, y), True)
+        if best_move is None:
+            break
+        g, x, add = best_move
+        if g == -1:  # new group
+            g = int(np.flatnonzero(~member.any(axis=1))[0])
+            for v in x:
+                member[g, v] = True
+                rows[g] += t[:, v]
+            continue
+        member[g, x] = add
+        rows[g] += t[:, x] if add else -t[:, x]
+    return [list(np.flatnonzero(member[g])) for g in range(k) if member[g].any()]

@@ -112,23 +112,29 @@ def higher_order_affinity(
     them NaN; selection will refuse them)."""
     missing = [c for c in ("subset", "task", "loss") if c not in subset_losses.columns]
     if missing:
-        raise AffinityFormatError(f"subset losses: missing column(s) {missing} (need subset, task, loss)")
+        raise AffinityFormatError(
+            f"subset losses: missing column(s) {missing} (need subset, task, loss)"
+        )
     frame = subset_losses.copy()
     frame["task"] = frame["task"].astype(str)
     frame["loss"] = pd.to_numeric(frame["loss"], errors="raise").astype(float)
     bad = frame[~np.isfinite(frame["loss"])]
     if len(bad):
         shown = list(zip(bad["subset"], bad["task"]))[:5]
-        raise AffinityFormatError(f"subset losses: non-finite loss for (subset, task) {shown} ({len(bad)} rows)")
+        raise AffinityFormatError(
+            f"subset losses: non-finite loss for (subset, task) {shown} ({len(bad)} rows)"
+        )
     dup = frame.duplicated(["subset", "task"])
     if dup.any():
         shown = list(zip(frame.loc[dup, "subset"], frame.loc[dup, "task"]))[:5]
         raise AffinityFormatError(f"subset losses: duplicate (subset, task) rows {shown}")
     if "tasks" in frame.columns:
         for sid, rows in frame.groupby("subset", sort=False):
-            declared = {str(t) for t in rows["tasks"].iloc[0]} if not isinstance(
-                rows["tasks"].iloc[0], str
-            ) else set(rows["tasks"].iloc[0].split("+"))
+            declared = (
+                {str(t) for t in rows["tasks"].iloc[0]}
+                if not isinstance(rows["tasks"].iloc[0], str)
+                else set(rows["tasks"].iloc[0].split("+"))
+            )
             if declared != set(rows["task"]):
                 raise AffinityFormatError(
                     f"subset losses: subset {sid!r} declares {sorted(declared)} but has rows "

@@ -90,7 +90,9 @@ class Grouping:
 def _check_table(table: np.ndarray, n: int) -> np.ndarray:
     table = np.asarray(table, dtype=float)
     if table.shape != (n, n):
-        raise ValueError(f"table must be {n} x {n} (one row and column per task), got {table.shape}")
+        raise ValueError(
+            f"table must be {n} x {n} (one row and column per task), got {table.shape}"
+        )
     off = ~np.eye(n, dtype=bool)
     if not np.isfinite(table[off]).all():
         bad = [(int(i), int(j)) for i, j in zip(*np.nonzero(off & ~np.isfinite(table)))]
@@ -166,7 +168,9 @@ def _sign(direction: str) -> float:
     return 1.0 if direction == "maximise" else -1.0
 
 
-def _grouping(tasks, index_groups, scores, serving, sign, max_groups, method, direction, extra=None):
+def _grouping(
+    tasks, index_groups, scores, serving, sign, max_groups, method, direction, extra=None
+):
     n = len(tasks)
     named = tuple(tuple(tasks[i] for i in g) for g in index_groups)
     task_score = {}
@@ -311,9 +315,7 @@ def tag_exact(
         best = np.maximum.reduceat(cand, starts)
         # first candidate within eps of the best (deterministic tie-break)
         close = cand >= np.repeat(best, np.diff(np.r_[starts, cand.size])) - eps
-        first = np.maximum.reduceat(
-            np.where(close, -np.arange(cand.size), -cand.size), starts
-        )
+        first = np.maximum.reduceat(np.where(close, -np.arange(cand.size), -cand.size), starts)
         row = np.full(1 << n, -np.inf)
         row[1:] = best
         pick = np.zeros(1 << n, dtype=np.int64)
@@ -333,7 +335,14 @@ def tag_exact(
             mask ^= b
         blocks.append(mask)
         groups = [tuple(t for t in range(n) if int(best_group[b]) >> t & 1) for b in blocks]
-        grouping = evaluate(tasks, table, [[tasks[i] for i in g] for g in groups], singleton,
-                            direction, max_groups=k, method=method)
+        grouping = evaluate(
+            tasks,
+            table,
+            [[tasks[i] for i in g] for g in groups],
+            singleton,
+            direction,
+            max_groups=k,
+            method=method,
+        )
         out.append(grouping)
     return out

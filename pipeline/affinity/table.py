@@ -127,7 +127,9 @@ def affinity_from_frame(
     frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].copy()
     for column in ("source", "target"):
         if frame[column].isna().any():
-            raise AffinityFormatError(f"{what}: empty {column} in {int(frame[column].isna().sum())} row(s)")
+            raise AffinityFormatError(
+                f"{what}: empty {column} in {int(frame[column].isna().sum())} row(s)"
+            )
         frame[column] = frame[column].astype(str)
     try:
         frame["value"] = pd.to_numeric(frame["value"], errors="raise").astype(float)
@@ -142,18 +144,24 @@ def affinity_from_frame(
     else:
         frame["steps"] = 1.0
     if has_epoch and frame["epoch"].isna().any():
-        raise AffinityFormatError(f"{what}: empty epoch in {int(frame['epoch'].isna().sum())} row(s)")
+        raise AffinityFormatError(
+            f"{what}: empty epoch in {int(frame['epoch'].isna().sum())} row(s)"
+        )
 
     key = ["source", "target"] + (["epoch"] if has_epoch else [])
     duplicated = frame.duplicated(key, keep=False)
     if duplicated.any():
-        pairs = list(dict.fromkeys(zip(frame.loc[duplicated, "source"], frame.loc[duplicated, "target"])))
+        pairs = list(
+            dict.fromkeys(zip(frame.loc[duplicated, "source"], frame.loc[duplicated, "target"]))
+        )
         where = " (same epoch)" if has_epoch else ""
         raise AffinityFormatError(f"{what}: duplicate rows{where} for {_name_pairs(pairs)}")
 
     infinite = np.isinf(frame["value"].to_numpy())
     if infinite.any():
-        pairs = list(dict.fromkeys(zip(frame.loc[infinite, "source"], frame.loc[infinite, "target"])))
+        pairs = list(
+            dict.fromkeys(zip(frame.loc[infinite, "source"], frame.loc[infinite, "target"]))
+        )
         raise AffinityFormatError(f"{what}: infinite value for {_name_pairs(pairs)}")
 
     seen = list(dict.fromkeys(v for s, t in zip(frame["source"], frame["target"]) for v in (s, t)))
@@ -201,7 +209,9 @@ def affinity_from_frame(
     off = ~np.eye(n, dtype=bool)
     absent = [(order[i], order[j]) for i, j in zip(*np.nonzero(off & ~present))]
     if absent:
-        raise AffinityFormatError(f"{what}: missing (source, target) pair(s): {_name_pairs(absent)}")
+        raise AffinityFormatError(
+            f"{what}: missing (source, target) pair(s): {_name_pairs(absent)}"
+        )
     nan = [(order[i], order[j]) for i, j in zip(*np.nonzero(off & ~np.isfinite(matrix)))]
     if nan:
         why = " in every epoch" if has_epoch else ""
