@@ -118,8 +118,9 @@ def member_scores(table: np.ndarray, group: Sequence[int], singleton: float | st
     g = np.asarray(group, dtype=int)
     if g.size == 1:
         return _singletons(table, singleton)[g]
-    sub = table[np.ix_(g, g)]
-    return (sub.sum(axis=1) - np.diag(sub)) / (g.size - 1)
+    sub = table[np.ix_(g, g)].copy()
+    np.fill_diagonal(sub, 0.0)  # self-affinity is unused (and may be NaN)
+    return sub.sum(axis=1) / (g.size - 1)
 
 
 def evaluate(
