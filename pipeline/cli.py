@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subparsers(sub)
+    from .affinity.cli import add_subparser as add_affinity_subparser
+
+    add_affinity_subparser(sub)
     return parser
 
 
