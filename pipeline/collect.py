@@ -10,7 +10,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import METRICS, SchemaMismatch, atomic_path, check_file, commit, write_table
+from .io import atomic_write
+from .schema import METRICS, SchemaMismatch, check_file, write_table
 
 
 def collect(files: Sequence[str], parquet_out: str, duckdb_out: str) -> pa.Table:
@@ -27,21 +28,17 @@ def collect(files: Sequence[str], parquet_out: str, duckdb_out: str) -> pa.Table
     table = table.sort_by([(k, "ascending") for k in keys])
     write_table(table, parquet_out, METRICS)
 
-    tmp, final = atomic_path(duckdb_out)
-    tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
-    try:
-        with duckdb.connect(str(tmp)) as con:
-            con.register("collected", table)
-            con.execute("CREATE TABLE metrics AS SELECT * FROM collected")
-            con.execute("CHECKPOINT")
-        commit(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        wal = f"{tmp}.wal"
-        if os.path.exists(wal):
-            os.unlink(wal)
+    with atomic_write(duckdb_out) as tmp:
+        tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                con.register("collected", table)
+                con.execute("CREATE TABLE metrics AS SELECT * FROM collected")
+                con.execute("CHECKPOINT")
+        finally:
+            wal = f"{tmp}.wal"
+            if os.path.exists(wal):
+                os.unlink(wal)
     return table
 
 
