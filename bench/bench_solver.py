@@ -1,86 +1,117 @@
-"""Benchmark the exact grouping solve (HiGHS MIP) on random instances of the sizes that matter.
+"""Benchmark the exact grouping solve on planted instances (pipeline/selection/instances.py).
 
-* 12 tasks: singles at two sizes (cost 0.5 and 1), 66 pairs, 220 triples and the all-task
-  network (as the default sweep trains them), random losses, 9 budgets 1..5.
-* 30 tasks: singles at two sizes + 435 pairs, budgets from the cheapest cover (15) to 30.
+Instances: n tasks with full and half single-task networks plus every pair (and every triple),
+Standley's unit costs; 9 budgets spread from the cheapest cover ceil(n / max order) to n. Per
+instance it times BudgetSolver (dominance, cover bound, warm starts, integral budget) per
+budget, then PlainSolver (the bare formulation) on the same budgets under a time cap, and checks
+that both optima agree. Prints a Markdown table with the machine and its load average (the
+machine may be shared: read the times with it).
 
-Each row is the total wall time of building the model once and solving every budget, median of
-three random instances. Prints a Markdown table (copied to bench/RESULTS_solver.md).
-
-    python bench/bench_solver.py
+    nice -n 5 .venv/bin/python bench/bench_solver.py [--cap 120] [--only 50t]
 """
 
 from __future__ import annotations
 
-import itertools
+import argparse
+import os
 import platform
-import statistics
+import subprocess
 import time
 
 import highspy
 import numpy as np
 
-from pipeline.selection.solver import BudgetSolver, InfeasibleBudget
+from pipeline.selection.instances import planted, spread_budgets
+from pipeline.selection.solver import BudgetSolver, InfeasibleBudget, PlainSolver
+
+CASES = {
+    "12t": (12, (2, 3)),
+    "30t": (30, (2, 3)),
+    "50t": (50, (2, 3)),
+    "100p": (100, (2,)),
+    "200p": (200, (2,)),
+}
 
 
-def instance(n_task: int, orders: list[int], all_in_one: bool, rng: np.random.Generator):
-    rows, cost = [], []
-    for t in range(n_task):
-        for c in (0.5, 1.0):
-            row = np.full(n_task, np.nan)
-            row[t] = rng.uniform(0.5, 1.0) * (1.15 if c == 0.5 else 1.0)
-            rows.append(row)
-            cost.append(c)
-    subsets = [s for k in orders for s in itertools.combinations(range(n_task), k)]
-    if all_in_one:
-        subsets.append(tuple(range(n_task)))
-    for subset in subsets:
-        row = np.full(n_task, np.nan)
-        row[list(subset)] = rng.uniform(0.4, 1.1, size=len(subset))
-        rows.append(row)
-        cost.append(1.0 + 0.0009 * (len(subset) - 1))  # an extra head per task
-    return np.array(rows), np.array(cost)
+def timed(solver_cls, loss, cost, budgets, cap=None, **kw):
+    """(build seconds, per-budget seconds, objectives, gaps); stops once ``cap`` is spent."""
+    start = time.perf_counter()
+    solver = solver_cls(loss, cost, **kw)
+    build = time.perf_counter() - start
+    per, objectives, gaps = [], [], []
+    for budget in budgets:
+        left = None if cap is None else cap - (time.perf_counter() - start)
+        if left is not None and left <= 0:
+            per.append(None)
+            objectives.append(None)
+            gaps.append(None)
+            continue
+        solver.time_limit = left
+        t0 = time.perf_counter()
+        try:
+            solution = solver.solve(budget)
+            objectives.append(solution.objective)
+            gaps.append(solution.gap)
+        except InfeasibleBudget:
+            objectives.append(float("inf"))
+            gaps.append(0.0)
+        per.append(time.perf_counter() - t0)
+    return solver, build, per, objectives, gaps
 
 
-def run(n_task, orders, all_in_one, budgets, repeats=3) -> tuple[int, float, float]:
-    times, per_budget = [], []
-    for seed in range(repeats):
-        loss, cost = instance(n_task, orders, all_in_one, np.random.default_rng(seed))
-        start = time.perf_counter()
-        solver = BudgetSolver(loss, cost, tolerance=0.01)
-        for budget in budgets:
-            t0 = time.perf_counter()
-            try:
-                solver.solve(budget)
-            except InfeasibleBudget:
-                pass
-            per_budget.append(time.perf_counter() - t0)
-        times.append(time.perf_counter() - start)
-    return len(cost), statistics.median(times), max(per_budget)
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                     if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"{model}, {os.cpu_count()} vCPUs"
 
 
 def main() -> None:
-    cases = [
-        (
-            "12 tasks: 2x12 singles + 66 pairs + 220 triples + all-in-one",
-            12,
-            [2, 3],
-            True,
-            [1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5],
-        ),
-        ("30 tasks: 2x30 singles + 435 pairs", 30, [2], False, [15, 17.5, 20, 22.5, 25, 30]),
-    ]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cap", type=float, default=120.0, help="plain MILP time cap (s)")
+    parser.add_argument("--only", nargs="*", default=list(CASES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
     print(
-        f"HiGHS {highspy.Highs().version()}, Python {platform.python_version()}, "
-        f"{platform.machine()}; median of 3 random instances\n"
+        f"HiGHS {highspy.Highs().version()}, Python {platform.python_version()}, {machine()}; "
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {args.seed}\n"
     )
-    print("| instance | networks | budgets | total time (build + all budgets) | slowest budget |")
-    print("|---|---|---|---|---|")
-    for name, n_task, orders, all_in_one, budgets in cases:
-        n_net, total, slowest = run(n_task, orders, all_in_one, budgets)
+    print(
+        "| instance | networks | kept after dominance | budgets | fast: build | fast: per budget "
+        "(s) | fast: total | plain MILP total (cap) | same optima | load avg after |"
+    )
+    print("|---|---:|---:|---|---:|---|---:|---:|---|---|")
+    for key in args.only:
+        n_task, orders = CASES[key]
+        loss, cost = planted(n_task, orders, seed=args.seed)
+        budgets = spread_budgets(n_task, max(orders))
+        fast, build, per, fast_obj, fast_gap = timed(BudgetSolver, loss, cost, budgets)
+        kept = fast.kept.size
+        fast_total = build + sum(per)
+        _, pbuild, pper, plain_obj, _ = timed(PlainSolver, loss, cost, budgets, cap=args.cap)
+        plain_done = all(p is not None for p in pper) and all(
+            g == 0.0 for g in fast_gap
+        )
+        plain_total = pbuild + sum(p for p in pper if p is not None)
+        capped = any(p is None for p in pper) or plain_total >= args.cap
+        agree = all(
+            p is None or abs(f - p) <= 1e-7 * max(1.0, abs(f))
+            for f, p in zip(fast_obj, plain_obj)
+            if f != float("inf") or p != float("inf")
+        )
+        solved = sum(p is not None for p in pper)
+        label = f"{n_task} tasks + {'triples' if 3 in orders else 'pairs'}"
         print(
-            f"| {name} | {n_net} | {len(budgets)} ({budgets[0]:g}..{budgets[-1]:g}) | "
-            f"{total:.3f} s | {slowest:.3f} s |"
+            f"| {label} | {len(cost):,} | {kept:,} | "
+            f"{len(budgets)} ({budgets[0]:g}..{budgets[-1]:g}) | {build:.2f} | "
+            f"{' '.join(f'{t:.2f}' for t in per)} | **{fast_total:.2f} s** | "
+            f"{'> ' + format(args.cap, 'g') + ' s (' + str(solved) + ' of 9 budgets)' if capped else format(plain_total, '.2f') + ' s'} | "
+            f"{'yes' if agree else 'NO'}{'' if plain_done else ' (where both finished)'} | "
+            f"{os.getloadavg()[0]:.2f} |",
+            flush=True,
         )
 
 

@@ -12,15 +12,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import (
-    METRICS,
-    NETWORKS,
-    SchemaMismatch,
-    atomic_path,
-    check_file,
-    commit,
-    write_table,
-)
+from .io import atomic_write
+from .schema import METRICS, NETWORKS, SchemaMismatch, check_file, write_table
 
 # Per-network columns: equal on every row of a network file, so its first row says them.
 MANIFEST_COLUMNS = ("network", "tasks", "n_tasks", "size", "architecture", "weighting", "seed")
@@ -60,23 +53,19 @@ def collect(
     table = table.sort_by([(k, "ascending") for k in keys])
     write_table(table, parquet_out, METRICS)
 
-    tmp, final = atomic_path(duckdb_out)
-    tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
-    try:
-        with duckdb.connect(str(tmp)) as con:
-            con.register("collected", table)
-            con.execute("CREATE TABLE metrics AS SELECT * FROM collected")
-            con.register("manifest", networks)
-            con.execute("CREATE TABLE networks AS SELECT * FROM manifest")
-            con.execute("CHECKPOINT")
-        commit(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        wal = f"{tmp}.wal"
-        if os.path.exists(wal):
-            os.unlink(wal)
+    with atomic_write(duckdb_out) as tmp:
+        tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                con.register("collected", table)
+                con.execute("CREATE TABLE metrics AS SELECT * FROM collected")
+                con.register("manifest", networks)
+                con.execute("CREATE TABLE networks AS SELECT * FROM manifest")
+                con.execute("CHECKPOINT")
+        finally:
+            wal = f"{tmp}.wal"
+            if os.path.exists(wal):
+                os.unlink(wal)
     return table
 
 

@@ -8,11 +8,11 @@ mistyped column) and writes atomically, so a killed job never leaves a file that
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .io import atomic_write
 
 SCHEMA_VERSION = "1"
 
@@ -105,32 +105,11 @@ def check_file(path: str | os.PathLike, schema: pa.Schema) -> None:
         )
 
 
-def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """A temporary sibling of ``path`` (same filesystem, so rename is atomic) and ``path``."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    return Path(tmp), final
-
-
-def commit(tmp: Path, final: Path) -> None:
-    """fsync ``tmp`` and rename it over ``final``."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-
-
 def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema) -> None:
     """Cast ``table`` to ``schema`` and write it to ``path`` atomically (temp file + rename)."""
     table = conform(table, schema, what=str(path))
-    tmp, final = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        commit(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # Inter-task affinity recorded during one training (TAG, Fifty et al. 2021): long format, one

@@ -145,14 +145,10 @@ class Checkpointer:
         return bool(self.path) and not final and time.perf_counter() - self.last >= self.every_s
 
     def save(self, state: dict) -> None:
-        from .schema import atomic_path
+        from .io import atomic_write
 
-        tmp, target = atomic_path(self.path)
-        try:
+        with atomic_write(self.path) as tmp:
             torch.save(state, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         self.last = time.perf_counter()
 
     def remove(self) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..schema import SCHEMA_VERSION, atomic_path, commit, write_table
+from ..io import atomic_write
+from ..schema import SCHEMA_VERSION, write_table
 from .candidates import Candidates
 from .run import BASELINES, METHODS, Outcome, Settings
 
@@ -234,13 +235,9 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
-    tmp, final = atomic_path(path)
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        commit(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
 
@@ -352,10 +349,5 @@ def summary_markdown(
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
-    tmp, final = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         tmp.write_text(text)
-        commit(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

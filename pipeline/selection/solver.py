@@ -16,13 +16,28 @@ Formulation (an uncapacitated facility-location problem with a knapsack side con
 y need not be integral: for fixed x the assignment LP is solved by sending each task to its
 cheapest deployed network, so some optimal y is 0/1 and we read the assignment off the argmax.
 Both MIP gaps are set to 0 so the answer is optimal, not merely within HiGHS' default 1e-4 gap.
-The model is built once per loss table; each budget only moves the knapsack row's bound.
+
+:class:`BudgetSolver` adds what keeps this exact at scale (bench/RESULTS_solver.md measures each
+lever against :class:`PlainSolver`, the formulation above and nothing else):
+
+* dominance: network A is dropped when some B costs no more, has every task of A and a loss no
+  worse on each of them (swap A for B in any solution: no dearer, no worse), ties kept once;
+* the cheapest cover is solved once (a set-cover MIP); budgets below it are answered from it
+  without a MIP, and the cover is the first incumbent;
+* warm starts: budgets are solved in increasing order and each optimum is handed to HiGHS as
+  the incumbent of the next (a larger budget keeps it feasible);
+* integral budgets: when every cost is a multiple of a common unit (Standley's 1 and 0.5) the
+  budget row is scaled to integers and its bound rounded down, which tightens the LP bound;
+* an optional time limit per budget: HiGHS' incumbent is returned with its proven gap.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import highspy
 import numpy as np
@@ -41,23 +56,35 @@ class Solution:
     assignment: tuple[int, ...]
     objective: float
     cost: float
+    # Proven relative gap (objective - bound) / objective: 0 when optimal; > 0 only when a time
+    # limit stopped HiGHS first. bound: the best proven lower bound on the objective.
+    gap: float = 0.0
+    bound: float = float("nan")
+
+    @property
+    def optimal(self) -> bool:
+        return self.gap <= 0.0
 
 
-def _highs() -> highspy.Highs:
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+def _highs(verbose: bool = False) -> highspy._Highs:
+    # highspy.Highs() sets up its Python callbacks in the constructor, a HiGHS call that prints
+    # the "Running HiGHS ... Copyright" banner before any option can be set (HiGHS issue
+    # #1702). The core class it wraps (exported as highspy._Highs) calls nothing until told,
+    # so output is off before the first call. We use none of the wrapper's extras (callbacks,
+    # keyboard interrupt).
+    h = highspy.Highs() if verbose else highspy._Highs()
+    h.setOptionValue("output_flag", bool(verbose))
     h.setOptionValue("mip_rel_gap", 0.0)
     h.setOptionValue("mip_abs_gap", 0.0)
     # Budgets are compared exactly (the slack is cost_tolerance, explicit), not within HiGHS'
     # default 1e-6 MIP feasibility tolerance.
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
-    # One thread: the models are small, and a thread pool per call costs more than it saves
-    # (and the workflow runs several jobs side by side on few cores).
+    # One thread: the workflow runs several jobs side by side on few cores.
     h.setOptionValue("threads", 1)
-    # Measured on the 12-task sweep (bench/bench_solver.py): these models are small and their
-    # LP bound is tight (a handful of nodes), so presolve and the RINS/RENS sub-MIP heuristics
-    # cost more than they save (about 2x overall).
+    # Measured on the 12-task sweep (bench/bench_solver.py): these models have a tight LP bound
+    # (a handful of nodes), so presolve and the RINS/RENS sub-MIP heuristics cost more than they
+    # save.
     h.setOptionValue("presolve", "off")
     h.setOptionValue("mip_heuristic_run_rins", False)
     h.setOptionValue("mip_heuristic_run_rens", False)
@@ -79,101 +106,85 @@ def _check(loss: np.ndarray, cost: np.ndarray) -> None:
         raise InfeasibleBudget(f"task column(s) {uncovered.tolist()} are served by no network")
 
 
-class BudgetSolver:
-    """One loss table, many budgets: build the MIP once, re-solve with each budget."""
+def cost_unit(cost: np.ndarray, max_denominator: int = 1000) -> int | None:
+    """The least D with every D * cost an integer (Standley's units: 2), or None."""
+    scale = 1
+    for c in np.unique(cost):
+        frac = Fraction(float(c)).limit_denominator(max_denominator)
+        if abs(float(frac) - c) > 1e-12 * max(1.0, c):
+            return None
+        scale = math.lcm(scale, frac.denominator)
+        if scale > max_denominator:
+            return None
+    return scale
 
-    def __init__(self, loss: np.ndarray, cost: np.ndarray, tolerance: float = 0.0) -> None:
-        loss = np.asarray(loss, dtype=float)
-        cost = np.asarray(cost, dtype=float)
-        _check(loss, cost)
-        self.loss, self.cost, self.tolerance = loss, cost, float(tolerance)
-        n_net, n_task = loss.shape
-        # y variables, one per defined (network, task) entry; columns 0..n_net-1 are the x_n.
-        self.y_net, self.y_task = np.nonzero(~np.isnan(loss))
-        n_y = self.y_net.size
-        y_cols = n_net + np.arange(n_y)
-        # Rows: [0, n_task) assignment equalities, [n_task, n_task + n_y) y - x <= 0, then budget.
-        link_rows = n_task + np.arange(n_y)
-        self.budget_row = n_task + n_y
-        rows = np.concatenate([self.y_task, link_rows, link_rows, np.full(n_net, self.budget_row)])
-        cols = np.concatenate([y_cols, y_cols, self.y_net, np.arange(n_net)])
-        vals = np.concatenate([np.ones(n_y), np.ones(n_y), -np.ones(n_y), cost])
-        n_col = n_net + n_y
-        self.highs = _highs()
-        self.highs.passModel(
-            _lp(
-                obj=np.concatenate([np.zeros(n_net), loss[self.y_net, self.y_task]]),
-                col_lo=np.zeros(n_col),
-                col_hi=np.ones(n_col),
-                rows=rows,
-                cols=cols,
-                vals=vals,
-                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
-                row_hi=np.concatenate([np.ones(n_task), np.zeros(n_y), [cost.sum()]]),
-                n_binary=n_net,
+
+def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per network: True when another network makes it useless to the minimisation (module
+    doc). Of networks equal in task set, cost and losses the first is kept."""
+    defined = ~np.isnan(loss)
+    n_net = loss.shape[0]
+    masks = [int(sum(1 << int(t) for t in np.flatnonzero(row))) for row in defined]
+    by_mask: dict[int, list[int]] = {}
+    for n, m in enumerate(masks):
+        by_mask.setdefault(m, []).append(n)
+    distinct = list(by_mask)
+    pairs_a: list[int] = []
+    pairs_b: list[int] = []
+    for m_b, nets_b in by_mask.items():
+        k = m_b.bit_count()
+        if k <= 16 and (1 << k) <= 4 * len(distinct):
+            bits = [1 << i for i in range(m_b.bit_length()) if m_b >> i & 1]
+            subsets = (
+                sum(b for b, keep in zip(bits, choice) if keep)
+                for choice in itertools.product((0, 1), repeat=k)
             )
-        )
-
-    def solve(self, budget: float) -> Solution:
-        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists."""
-        h = self.highs
-        h.changeRowBounds(self.budget_row, 0.0, float(budget) + self.tolerance)
-        h.run()
-        status = h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
-            need = cheapest_cover(self.loss, self.cost)
-            raise InfeasibleBudget(
-                f"budget {budget:g} (+ tolerance {self.tolerance:g}) is below the cheapest set of "
-                f"networks covering every task, which costs {need:.6g}"
-            )
-        if status != highspy.HighsModelStatus.kOptimal:
-            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        values = np.asarray(h.getSolution().col_value)
-        n_net, n_task = self.loss.shape
-        y = values[n_net:]
-        # The largest y per task is its serving network (1.0 up to HiGHS' feasibility tolerance).
-        best = np.full(n_task, -1.0)
-        assignment = np.full(n_task, -1)
-        for net, task, value in zip(self.y_net, self.y_task, y):
-            if value > best[task]:
-                best[task], assignment[task] = value, net
-        # Deploy only networks that serve a task: an unused one can only cost budget, and
-        # scoring on test takes the min over every deployed network, so it must not linger.
-        chosen = tuple(sorted(set(assignment.tolist())))
-        objective = float(self.loss[assignment, np.arange(n_task)].sum())
-        return Solution(
-            float(budget),
-            chosen,
-            tuple(assignment.tolist()),
-            objective,
-            float(self.cost[list(chosen)].sum()),
-        )
-
-
-def solve(loss: np.ndarray, cost: np.ndarray, budget: float, tolerance: float = 0.0) -> Solution:
-    """The optimal network choice for one budget (see the module docstring)."""
-    return BudgetSolver(loss, cost, tolerance).solve(budget)
-
-
-def solve_budgets(
-    loss: np.ndarray, cost: np.ndarray, budgets: Iterable[float], tolerance: float = 0.0
-) -> list[Solution | None]:
-    """One solution per budget; None where the budget is below the cheapest cover."""
-    solver = BudgetSolver(loss, cost, tolerance)
-    out: list[Solution | None] = []
-    for budget in budgets:
-        try:
-            out.append(solver.solve(budget))
-        except InfeasibleBudget:
-            out.append(None)
+            subs = [s for s in subsets if s and s in by_mask]
+        else:
+            subs = [m for m in distinct if m & ~m_b == 0]
+        for m_a in subs:
+            for a in by_mask[m_a]:
+                for b in nets_b:
+                    if a != b:
+                        pairs_a.append(a)
+                        pairs_b.append(b)
+    out = np.zeros(n_net, dtype=bool)
+    if not pairs_a:
+        return out
+    a = np.array(pairs_a)
+    b = np.array(pairs_b)
+    on_a = defined[a]
+    la = np.where(on_a, loss[a], 0.0)
+    lb = np.where(on_a, loss[b], 0.0)
+    weak = (cost[b] <= cost[a]) & np.all(lb <= la, axis=1)
+    # B >= A weakly; it is strictly better unless A >= B too (same set, cost and losses), in
+    # which case the lower index wins, so exactly one of equals survives.
+    same = (
+        (defined[b].sum(axis=1) == on_a.sum(axis=1))
+        & (cost[b] == cost[a])
+        & np.all(lb == la, axis=1)
+    )
+    hit = weak & (~same | (b < a))
+    out[a[hit]] = True
     return out
 
 
-def cheapest_cover(loss: np.ndarray, cost: np.ndarray) -> float:
-    """The least total cost of networks covering every task (a weighted set cover)."""
+@dataclass(frozen=True)
+class Cover:
+    """The cheapest set of networks covering every task, proven by a set-cover MIP."""
+
+    cost: float
+    chosen: tuple[int, ...]
+
+
+def cheapest_cover_set(loss: np.ndarray, cost: np.ndarray, verbose: bool = False) -> Cover:
+    """The least total cost of networks covering every task (a weighted set cover), and one
+    such set."""
     defined = ~np.isnan(np.asarray(loss, dtype=float))
     cost = np.asarray(cost, dtype=float)
     n_net, n_task = defined.shape
+    if not defined.any(axis=0).all():
+        raise InfeasibleBudget("no set of networks covers every task")
     nets, tasks = np.nonzero(defined)
     lp = _lp(
         obj=cost,
@@ -186,12 +197,240 @@ def cheapest_cover(loss: np.ndarray, cost: np.ndarray) -> float:
         row_hi=np.full(n_task, highspy.kHighsInf),
         n_binary=n_net,
     )
-    h = _highs()
+    h = _highs(verbose)
     h.passModel(lp)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         raise InfeasibleBudget("no set of networks covers every task")
-    return float(h.getInfo().objective_function_value)
+    x = np.asarray(h.getSolution().col_value)
+    chosen = tuple(np.flatnonzero(x > 0.5).tolist())
+    return Cover(float(cost[list(chosen)].sum()), chosen)
+
+
+def cheapest_cover(loss: np.ndarray, cost: np.ndarray) -> float:
+    """The least total cost of networks covering every task (a weighted set cover)."""
+    return cheapest_cover_set(loss, cost).cost
+
+
+def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+    """Per task, the chosen network with its least loss (first on ties)."""
+    idx = np.asarray(chosen, dtype=int)
+    sub = np.where(np.isnan(loss[idx]), np.inf, loss[idx])
+    return idx[np.argmin(sub, axis=0)]
+
+
+class _Model:
+    """The facility-location MIP over a subset of networks, with a budget row."""
+
+    def __init__(
+        self,
+        loss: np.ndarray,
+        cost: np.ndarray,
+        unit: int | None,
+        verbose: bool,
+        presolve: bool = False,
+    ) -> None:
+        n_net, n_task = loss.shape
+        self.n_net, self.n_task, self.unit = n_net, n_task, unit
+        self.y_net, self.y_task = np.nonzero(~np.isnan(loss))
+        n_y = self.y_net.size
+        y_cols = n_net + np.arange(n_y)
+        # Rows: [0, n_task) assignment equalities, [n_task, n_task + n_y) y - x <= 0, then budget.
+        link_rows = n_task + np.arange(n_y)
+        self.budget_row = n_task + n_y
+        row_cost = cost * unit if unit else cost
+        rows = np.concatenate([self.y_task, link_rows, link_rows, np.full(n_net, self.budget_row)])
+        cols = np.concatenate([y_cols, y_cols, self.y_net, np.arange(n_net)])
+        budget_vals = np.round(row_cost) if unit else row_cost
+        vals = np.concatenate([np.ones(n_y), np.ones(n_y), -np.ones(n_y), budget_vals])
+        self.obj_y = loss[self.y_net, self.y_task]
+        n_col = n_net + n_y
+        self.highs = _highs(verbose)
+        if presolve:
+            self.highs.setOptionValue("presolve", "on")
+        self.highs.passModel(
+            _lp(
+                obj=np.concatenate([np.zeros(n_net), self.obj_y]),
+                col_lo=np.zeros(n_col),
+                col_hi=np.ones(n_col),
+                rows=rows,
+                cols=cols,
+                vals=vals,
+                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
+                row_hi=np.concatenate([np.ones(n_task), np.zeros(n_y), [row_cost.sum()]]),
+                n_binary=n_net,
+            )
+        )
+
+    def run(
+        self, limit: float, start: np.ndarray | None, time_limit: float | None
+    ) -> tuple[np.ndarray, float, float, float] | None:
+        """Solve with total cost <= limit; (x, objective, bound, gap) or None if infeasible.
+        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent."""
+        h = self.highs
+        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
+        h.changeRowBounds(self.budget_row, 0.0, float(bound))
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        if start is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = self._full(start)
+            solution.value_valid = True
+            h.setSolution(solution)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None
+        info = h.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status != highspy.HighsModelStatus.kOptimal and not (
+            status
+            in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+            and has_solution
+        ):
+            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
+        x = np.asarray(h.getSolution().col_value)[: self.n_net]
+        objective = float(info.objective_function_value)
+        if status == highspy.HighsModelStatus.kOptimal:
+            return x, objective, objective, 0.0
+        return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
+
+    def _full(self, x: np.ndarray) -> np.ndarray:
+        """x plus its best assignment as a full column vector for setSolution."""
+        y = np.zeros(self.y_net.size)
+        deployed = x[self.y_net] > 0.5
+        # Per task the first-listed deployed network with the least loss: one y per task.
+        values = np.where(deployed, self.obj_y, np.inf)
+        order = np.lexsort((values, self.y_task))
+        first = np.r_[True, self.y_task[order][1:] != self.y_task[order][:-1]]
+        y[order[first]] = 1.0
+        return np.concatenate([x, y])
+
+
+class BudgetSolver:
+    """One loss table, many budgets: reduce and build the MIP once, re-solve per budget (module
+    doc). ``reduce``, ``warm_start`` and ``integral_budget`` switch the levers off for
+    comparison; ``time_limit`` (seconds per budget) makes the solve anytime."""
+
+    def __init__(
+        self,
+        loss: np.ndarray,
+        cost: np.ndarray,
+        tolerance: float = 0.0,
+        *,
+        reduce: bool = True,
+        warm_start: bool = True,
+        integral_budget: bool = True,
+        cover_bound: bool = True,
+        time_limit: float | None = None,
+        verbose: bool = False,
+    ) -> None:
+        loss = np.asarray(loss, dtype=float)
+        cost = np.asarray(cost, dtype=float)
+        _check(loss, cost)
+        self.loss, self.cost, self.tolerance = loss, cost, float(tolerance)
+        self.warm_start, self.time_limit = warm_start, time_limit
+        self.kept = np.flatnonzero(~dominated(loss, cost)) if reduce else np.arange(len(cost))
+        sub_loss, sub_cost = loss[self.kept], cost[self.kept]
+        self.cover: Cover | None = None
+        if cover_bound or warm_start:
+            cover = cheapest_cover_set(sub_loss, sub_cost, verbose)
+            self.cover = Cover(cover.cost, tuple(int(self.kept[i]) for i in cover.chosen))
+        unit = cost_unit(sub_cost) if integral_budget else None
+        self.model = _Model(sub_loss, sub_cost, unit, verbose)
+        self._best: list[Solution] = []  # solved so far, for warm starts
+
+    def _start(self, limit: float) -> np.ndarray | None:
+        """The best known choice within ``limit``: an earlier optimum or the cheapest cover."""
+        if not self.warm_start:
+            return None
+        fits = [s for s in self._best if s.cost <= limit + 1e-9]
+        if fits:
+            chosen = min(fits, key=lambda s: s.objective).chosen
+        elif self.cover is not None and self.cover.cost <= limit + 1e-9:
+            chosen = self.cover.chosen
+        else:
+            return None
+        x = np.zeros(self.kept.size)
+        x[np.searchsorted(self.kept, chosen)] = 1.0
+        return x
+
+    def solve(self, budget: float) -> Solution:
+        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists."""
+        limit = float(budget) + self.tolerance
+        if self.cover is not None and limit < self.cover.cost - 1e-9:
+            raise self._infeasible(budget)
+        result = self.model.run(limit, self._start(limit), self.time_limit)
+        if result is None:
+            raise self._infeasible(budget)
+        x, _, bound, gap = result
+        chosen = self.kept[np.flatnonzero(x > 0.5)]
+        assignment = _assignment(self.loss, chosen)
+        # Deploy only networks that serve a task: an unused one can only cost budget, and
+        # scoring on test takes the min over every deployed network, so it must not linger.
+        used = np.unique(assignment)
+        n_task = self.loss.shape[1]
+        objective = float(self.loss[assignment, np.arange(n_task)].sum())
+        solution = Solution(
+            float(budget),
+            tuple(used.tolist()),
+            tuple(assignment.tolist()),
+            objective,
+            float(self.cost[used].sum()),
+            gap=max(0.0, gap),
+            bound=bound,
+        )
+        self._best.append(solution)
+        return solution
+
+
+    def _infeasible(self, budget: float) -> InfeasibleBudget:
+        need = self.cover.cost if self.cover else cheapest_cover(self.loss, self.cost)
+        return InfeasibleBudget(
+            f"budget {budget:g} (+ tolerance {self.tolerance:g}) is below the cheapest set of "
+            f"networks covering every task, which costs {need:.6g}"
+        )
+
+
+class PlainSolver(BudgetSolver):
+    """The formulation alone (no dominance, warm start or integral budget): the reference the
+    benchmark and the tests compare BudgetSolver against."""
+
+    def __init__(self, loss: np.ndarray, cost: np.ndarray, tolerance: float = 0.0, **kw) -> None:
+        super().__init__(
+            loss,
+            cost,
+            tolerance,
+            reduce=False,
+            warm_start=False,
+            integral_budget=False,
+            cover_bound=False,
+            **kw,
+        )
+
+
+def solve(loss: np.ndarray, cost: np.ndarray, budget: float, tolerance: float = 0.0) -> Solution:
+    """The optimal network choice for one budget (see the module docstring)."""
+    return BudgetSolver(loss, cost, tolerance).solve(budget)
+
+
+def solve_budgets(
+    loss: np.ndarray,
+    cost: np.ndarray,
+    budgets: Iterable[float],
+    tolerance: float = 0.0,
+    time_limit: float | None = None,
+) -> list[Solution | None]:
+    """One solution per budget; None where the budget is below the cheapest cover. Budgets are
+    solved in increasing order, each optimum warm-starting the next."""
+    budgets = list(budgets)
+    solver = BudgetSolver(loss, cost, tolerance, time_limit=time_limit)
+    out: list[Solution | None] = [None] * len(budgets)
+    for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
+        try:
+            out[i] = solver.solve(budgets[i])
+        except InfeasibleBudget:
+            out[i] = None
+    return out
 
 
 def worst_cover(
