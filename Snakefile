@@ -13,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/collect.smk"
+include: "rules/estimate.smk"
 include: "rules/select.smk"
 
 
@@ -21,3 +22,4 @@ rule all:
     input:
         rules.collect.output,
         rules.select.output,
+        rules.estimates.output if ESTIMATES else [],

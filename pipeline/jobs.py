@@ -36,3 +36,25 @@ def select_job(input, output, params, log, threads) -> None:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)
         raise
+
+
+def affinity_job(input, output, params, log) -> None:
+    from .closed_loop import concat_affinity
+
+    rows = concat_affinity(list(input.affinity), output.affinity)
+    with open(log[0], "w") as fh:
+        print(f"{len(input.affinity)} files, {rows} rows", file=fh)
+
+
+def candidates_job(input, output, params, log) -> None:
+    from .closed_loop import candidates_job as decide
+
+    decide(input, output, params, log)
+
+
+def estimates_job(input, output, params, log) -> None:
+    from .closed_loop import estimates_report
+
+    estimates_report(input.metrics, list(input.candidates), output.table, output.summary)
+    with open(log[0], "w") as fh:
+        print(f"estimates vs measured for {len(input.candidates)} method(s)", file=fh)

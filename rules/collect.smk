@@ -1,6 +1,6 @@
 rule collect:
     input:
-        metrics=all_network_files(),
+        metrics=all_network_files,
     output:
         parquet=f"{RESULTS}/metrics.parquet",
         duckdb=f"{RESULTS}/sweep.duckdb",

@@ -1,5 +1,6 @@
 # Config validation and the helpers every rule uses. Nothing runs before the config is valid.
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,8 +11,19 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
 from pipeline.datasets import loader_config
-from pipeline.jobs import collect_job, select_job, split_job, train_job
+from pipeline.jobs import (
+    affinity_job,
+    candidates_job,
+    collect_job,
+    estimates_job,
+    select_job,
+    split_job,
+    train_job,
+)
+from pipeline.closed_loop import read_candidates
+from pipeline.strategies import estimates
 from pipeline.sweep import (
+    Network,
     method_key,
     network_spec,
     plan_networks,
@@ -36,6 +48,10 @@ NETWORKS = plan_networks(TASKS, config["sweep"])
 # File stems are short hashes for odd or many task names: the wildcard is looked up, never
 # parsed back into task names (a name may contain "+", "/" or anything else).
 NETWORK_BY_STEM = {(net.size, net.stem): net for net in NETWORKS}
+# tag / pairs: a second stage of networks is decided at run time (rules/estimate.smk).
+STRATEGY = config["sweep"]["strategy"]
+ESTIMATES = estimates(config["sweep"])
+ALL_IN_ONE = Network(tuple(TASKS), "full")
 
 
 wildcard_constraints:
@@ -50,7 +66,7 @@ def network_file(network, seed, method=METHODS[0]):
     return f"{RESULTS}/runs/{method}/seed{seed}/{network.size}/{network.stem}.parquet"
 
 
-def all_network_files():
+def first_stage_files():
     return [
         network_file(net, seed, method)
         for method in METHODS
@@ -59,10 +75,55 @@ def all_network_files():
     ]
 
 
+def candidates_file(method):
+    return f"{RESULTS}/candidates/{method}.json"
+
+
+def second_stage(method):
+    """The networks the checkpoint decided to train for ``method`` (none before it ran), less
+    those the first stage trains anyway."""
+    path = candidates_file(method)
+    if not ESTIMATES or not os.path.exists(path):
+        return []
+    return [
+        net
+        for net in read_candidates(path)
+        if (net.size, net.stem) not in NETWORK_BY_STEM
+    ]
+
+
+def all_network_files(wildcards=None):
+    """Every network file of the sweep: the first stage, and for an estimating strategy the
+    candidates its checkpoint decides (asking for them makes Snakemake run the checkpoint)."""
+    files = first_stage_files()
+    if ESTIMATES:
+        for method in METHODS:
+            architecture, weighting = method.split("-", 1)
+            checkpoints.candidates.get(architecture=architecture, weighting=weighting)
+            files += [
+                network_file(net, seed, method)
+                for seed in SEEDS
+                for net in second_stage(method)
+            ]
+    return files
+
+
+def tag_settings():
+    """TAG's lookahead settings (the lookahead step defaults to the training's learning rate)."""
+    tag = dict(config["sweep"]["tag"])
+    if tag["lookahead_lr"] is None:
+        tag["lookahead_lr"] = config["training"]["lr"]
+    return tag
+
+
 def train_spec(wildcards):
     """The network's full training spec: its Snakemake params, so it reruns exactly when
     its own training would change (not when tasks or budgets are added elsewhere)."""
     network = NETWORK_BY_STEM.get((wildcards.size, wildcards.stem))
+    if network is None:
+        method = f"{wildcards.architecture}-{wildcards.weighting}"
+        decided = {(net.size, net.stem): net for net in second_stage(method)}
+        network = decided.get((wildcards.size, wildcards.stem))
     if network is None:
         raise WorkflowError(
             f"no planned {wildcards.size} network has the file stem {wildcards.stem!r} "

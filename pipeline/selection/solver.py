@@ -283,8 +283,7 @@ class _Model:
         info = h.getInfo()
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         if status != highspy.HighsModelStatus.kOptimal and not (
-            status
-            in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
             and has_solution
         ):
             raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
@@ -381,7 +380,6 @@ class BudgetSolver:
         )
         self._best.append(solution)
         return solution
-
 
     def _infeasible(self, budget: float) -> InfeasibleBudget:
         need = self.cover.cost if self.cover else cheapest_cover(self.loss, self.cost)
