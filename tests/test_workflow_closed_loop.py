@@ -1,0 +1,77 @@
+"""The closed loop through the real Snakemake (sweep.strategy: tag): estimation first, a
+checkpoint decides the candidate groups, only those are trained, the solve runs over measured
+results, and reruns stay incremental."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.schema import AFFINITY, ESTIMATES
+from workflow import network_files, snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+TAG = {"sweep": {"orders": [1, 2], "all_in_one": True, "sizes": ["full", "half"],
+                 "seeds": [0], "strategy": "tag", "tag": {"every": 1}},
+       "selection": {"budgets": [1, 2]}}  # fmt: skip
+
+
+def _candidates(workdir: Path) -> list[tuple[str, ...]]:
+    decided = json.loads(
+        (workdir / "results/candidates/hard_sharing-equal.json").read_text(encoding="utf-8")
+    )
+    return [tuple(n["tasks"]) for n in decided["networks"]]
+
+
+def _trained_task_sets(workdir: Path) -> set[tuple[tuple[str, ...], str]]:
+    table = pq.read_table(workdir / "results/networks.parquet").to_pylist()
+    return {(tuple(row["tasks"]), row["size"]) for row in table}
+
+
+def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_path) -> None:
+    write_config(tmp_path, TAG)
+    snakemake(tmp_path)
+    results = tmp_path / "results"
+    tasks = ("c0t0", "c0t1", "c1t0", "c1t1")
+
+    affinity = pq.read_table(results / "affinity.parquet")
+    assert affinity.schema.equals(AFFINITY, check_metadata=False)
+    assert affinity.num_rows == 4 * 4 * 3  # every pair, every epoch (3)
+    assert min(affinity["steps"].to_pylist()) > 0
+
+    # Budget 2 buys at most two groups: the planted clusters (tasks c<cluster>t<k>).
+    candidates = _candidates(tmp_path)
+    assert ("c0t0", "c0t1") in candidates and ("c1t0", "c1t1") in candidates
+    assert all(len(c) >= 2 for c in candidates)
+    # Trained: the singles at both sizes, the all-in-one (the estimation run) and the
+    # candidates; no other pair or triple.
+    expected = {((t,), s) for t in tasks for s in ("full", "half")} | {(tasks, "full")}
+    expected |= {(c, "full") for c in candidates}
+    assert _trained_task_sets(tmp_path) == expected
+
+    estimates = pq.read_table(results / "estimates.parquet")
+    assert estimates.schema.equals(ESTIMATES, check_metadata=False)
+    assert {tuple(t) for t in estimates["tasks"].to_pylist()} == set(candidates)
+    assert all(v is not None for v in estimates["measured_test_gain"].to_pylist())
+    assert "estimated" in (results / "estimates.md").read_text(encoding="utf-8")
+    # The solve ran over measured results: OS at budget 2 may use a candidate pair.
+    groupings = pq.read_table(results / "groupings.parquet").to_pandas()
+    assert {1.0, 2.0} <= set(groupings["budget"])
+
+    # Nothing changed: nothing to do.
+    before = network_files(tmp_path)
+    proc = snakemake(tmp_path, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+    # A larger budget: the checkpoint re-decides; only new groups train, none retrains.
+    write_config(tmp_path, {**TAG, "selection": {"budgets": [1, 2, 3]}})
+    snakemake(tmp_path)
+    after = network_files(tmp_path)
+    assert all(after[f] == mtime for f, mtime in before.items())
+    new = set(after) - set(before)
+    assert {(c, "full") for c in _candidates(tmp_path)} <= _trained_task_sets(tmp_path)
+    assert all("/full/" in f for f in new)
