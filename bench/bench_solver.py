@@ -62,8 +62,11 @@ def timed(solver_cls, loss, cost, budgets, cap=None, **kw):
 def machine() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                     if line.startswith("Model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in out.splitlines()
+            if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{model}, {os.cpu_count()} vCPUs"
@@ -92,9 +95,7 @@ def main() -> None:
         kept = fast.kept.size
         fast_total = build + sum(per)
         _, pbuild, pper, plain_obj, _ = timed(PlainSolver, loss, cost, budgets, cap=args.cap)
-        plain_done = all(p is not None for p in pper) and all(
-            g == 0.0 for g in fast_gap
-        )
+        plain_done = all(p is not None for p in pper) and all(g == 0.0 for g in fast_gap)
         plain_total = pbuild + sum(p for p in pper if p is not None)
         capped = any(p is None for p in pper) or plain_total >= args.cap
         agree = all(

@@ -104,3 +104,17 @@ def test_recording_does_not_change_training_and_writes_the_declared_table() -> N
     # every=3: about a third of each epoch's steps are lookahead steps.
     assert 0 < steps <= -(-batches_per_epoch // 3) + 1
     assert set(table["source"].to_pylist()) == set(trainer.tasks)
+
+
+@pytest.mark.parametrize("dataset", [SYNTHETIC, TOX21])
+def test_kernel_path_equals_the_generic_vectorised_path(dataset) -> None:
+    """The default model's B x B kernel lookahead and the architecture-agnostic jacrev/vmap one
+    give the same affinities (both are exact; neither materialises a task loop)."""
+    trainer = _trainer(dataset)
+    model = trainer.build_model()
+    batch = trainer.epoch_batches()[0]
+    recorder = AffinityRecorder(trainer, lookahead_lr=0.5)
+    kernel, kernel_before = recorder._kernel_lookahead(model, batch)
+    generic, generic_before = recorder._generic_lookahead(model, batch)
+    torch.testing.assert_close(kernel_before, generic_before, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(kernel, generic, rtol=1e-4, atol=1e-6)

@@ -42,6 +42,30 @@ from ..schema import AFFINITY
 from ..training import StepObserver, Trainer
 
 
+def _kernel_applies(model: nn.Module) -> bool:
+    from ..models.hard_sharing import HardSharing
+    from ..models.layers import BinaryInput, Dense
+    from ..models.trunks import MLPTrunk
+
+    return (
+        isinstance(model, HardSharing)
+        and type(model.trunk) is MLPTrunk
+        and all(type(layer) in (Dense, BinaryInput) for layer in model.trunk.layers)
+        and all(len(head.layers) == 1 for head in model.heads)
+    )
+
+
+def _dense_input(x, in_features: int) -> torch.Tensor:
+    """A batch as a dense (B, F) matrix (a SparseBatch of 0/1 rows becomes its 0/1 rows)."""
+    from ..models.layers import SparseBatch
+
+    if not isinstance(x, SparseBatch):
+        return x
+    dense = torch.zeros(x.n_rows, in_features, device=x.indices.device)
+    dense[x.row_of_entry(), x.indices] = 1.0
+    return dense
+
+
 class AffinityRecorder(StepObserver):
     def __init__(
         self,
@@ -67,6 +91,18 @@ class AffinityRecorder(StepObserver):
     def step_affinity(self, model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
         """(source, target) affinities at the model's current parameters on ``batch``; NaN
         where either task has no label in the batch."""
+        if _kernel_applies(model):
+            lookahead, before = self._kernel_lookahead(model, batch)
+        else:
+            lookahead, before = self._generic_lookahead(model, batch)
+        value = 1.0 - lookahead.double() / before.double()
+        labelled = self.trainer.labelled_in(batch)
+        value[~labelled, :] = float("nan")
+        value[:, ~labelled] = float("nan")
+        return value
+
+    def _generic_lookahead(self, model: nn.Module, batch: torch.Tensor):
+        """Any architecture: T gradients by jacrev, T updated forwards by vmap."""
         trainer = self.trainer
         shared_ids = {id(p) for p in model.shared_parameters()}
         params = {name: p.detach() for name, p in model.named_parameters()}
@@ -91,11 +127,68 @@ class AffinityRecorder(StepObserver):
 
             with torch.no_grad():
                 lookahead = vmap(after, chunk_size=self.chunk)(gradients)
-        value = 1.0 - lookahead.double() / before.double()
-        labelled = trainer.labelled_in(batch)
-        value[~labelled, :] = float("nan")
-        value[:, ~labelled] = float("nan")
-        return value
+        return lookahead, before
+
+    @torch.no_grad()
+    def _kernel_lookahead(self, model: nn.Module, batch: torch.Tensor):
+        """Hard sharing over an MLP trunk with one linear layer per head (the default model),
+        exactly, without materialising any per-task gradient.
+
+        For a trunk layer ``z = a W^T + b`` (rows are samples), task i's gradient is
+        ``(delta_i^T a, 1^T delta_i)`` with ``delta_i = dL_i/dz``, so after the lookahead step
+        the layer maps the (already updated) input ``a'`` to
+        ``a' W^T + b - lr ((a' a^T) delta_i + 1 1^T delta_i)``: B x B kernels instead of T
+        copies of W. The T deltas come from one backward of the T stacked heads, propagated
+        through the trunk as a batch of T; the T x T losses from one matmul with the stacked
+        heads. Same numbers as the generic path (tested against the task-by-task reference)."""
+        trainer = self.trainer
+        lr = self.lookahead_lr
+        layers = list(model.trunk.layers)
+        heads = [head.layers[0] for head in model.heads]
+        x = trainer.batch_input(batch)
+        # Forward, keeping every layer's input and pre-activation.
+        inputs, pre = [], []
+        a = x
+        for layer in layers:
+            inputs.append(a)
+            z = layer(a)
+            pre.append(z)
+            a = torch.relu(z)
+        head_weight = torch.cat([h.weight for h in heads])  # (outputs, d)
+        head_bias = torch.cat([h.bias for h in heads])
+        widths = [h.out_features for h in heads]
+        owner = torch.repeat_interleave(torch.arange(len(heads)), torch.tensor(widths))
+
+        def losses_of(logits: torch.Tensor) -> torch.Tensor:
+            return trainer.losses_from_outputs(list(logits.split(widths, dim=1)), batch)
+
+        with torch.enable_grad():
+            logits = torch.nn.functional.linear(a, head_weight, head_bias).requires_grad_()
+            before = losses_of(logits)
+            # Each task's loss reads only its own head's columns: one backward gives them all.
+            (d_logits,) = torch.autograd.grad(before.sum(), logits)
+        # dL_i/da at the trunk's output, per task i: (T, B, d).
+        per_column = d_logits.T[:, :, None] * head_weight[:, None, :]
+        grad_a = torch.zeros(len(heads), *a.shape, dtype=a.dtype, device=a.device)
+        grad_a.index_add_(0, owner.to(a.device), per_column)
+        deltas = [None] * len(layers)
+        for k in range(len(layers) - 1, -1, -1):
+            deltas[k] = grad_a * (pre[k] > 0)
+            if k:
+                grad_a = deltas[k] @ layers[k].weight
+        # The lookahead forward, T updated trunks at once.
+        first = _dense_input(inputs[0], layers[0].in_features)
+        kernel = first @ first.T  # (B, B), the same for every task
+        z = pre[0] - lr * (kernel @ deltas[0] + deltas[0].sum(dim=1, keepdim=True))
+        for k in range(1, len(layers)):
+            a_new = torch.relu(z)
+            kernel = a_new @ inputs[k].T  # (T, B, B)
+            z = torch.nn.functional.linear(a_new, layers[k].weight, layers[k].bias) - lr * (
+                kernel @ deltas[k] + deltas[k].sum(dim=1, keepdim=True)
+            )
+        logits = torch.nn.functional.linear(torch.relu(z), head_weight, head_bias)
+        lookahead = vmap(losses_of, chunk_size=self.chunk)(logits)
+        return lookahead, before.detach()
 
     # ---- StepObserver ----------------------------------------------------------------------
     def on_step(self, model: nn.Module, batch: torch.Tensor, losses: torch.Tensor) -> None:
