@@ -24,13 +24,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from test_affinity_lookahead import _slow_reference  # noqa: E402
+
 from pipeline.affinity.lookahead import AffinityRecorder  # noqa: E402
 from pipeline.config import resolve_config  # noqa: E402
 from pipeline.datasets import load_dataset  # noqa: E402
 from pipeline.split import make_split  # noqa: E402
 from pipeline.sweep import network_spec  # noqa: E402
 from pipeline.training import Trainer  # noqa: E402
-from test_affinity_lookahead import _slow_reference  # noqa: E402
 
 CPU = torch.device("cpu")
 

@@ -19,7 +19,6 @@ import subprocess
 import time
 
 import highspy
-import numpy as np
 
 from pipeline.selection.instances import planted, spread_budgets
 from pipeline.selection.solver import BudgetSolver, InfeasibleBudget, PlainSolver
