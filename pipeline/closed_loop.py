@@ -62,11 +62,61 @@ def max_groups(budgets: Sequence[float], n_tasks: int) -> int:
     return max(1, min(n_tasks, math.floor(max(budgets) + 1e-9)))
 
 
+def subset_losses(metrics_files: Sequence[str], tasks: Sequence[str]) -> pd.DataFrame:
+    """Per subset network x member: its final-epoch validation loss, mean over seeds (the
+    input of the higher-order affinity). Networks of every task or of one are not subsets."""
+    frames = []
+    for path in metrics_files:
+        table = pq.read_table(
+            path, columns=["tasks", "n_tasks", "seed", "task", "split", "metric", "epoch",
+                           "value", "status"],
+        ).to_pandas()  # fmt: skip
+        if table.empty or not 1 < table["n_tasks"].iloc[0] < len(tasks):
+            continue
+        if (table["status"] != "ok").any():
+            continue  # a diverged subset network says nothing about its tasks
+        final = table[(table["split"] == "val") & (table["metric"] == "loss")]
+        final = final[final["epoch"] == final["epoch"].max()]
+        frames.append(final.assign(subset="+".join(map(json.dumps, table["tasks"].iloc[0]))))
+    if not frames:
+        raise ValueError("sampled: no subset network finished without diverging")
+    frame = pd.concat(frames, ignore_index=True)
+    return (
+        frame.groupby(["subset", "task"], as_index=False)["value"]
+        .mean()
+        .rename(columns={"value": "loss"})
+    )
+
+
+def sampled_candidates(metrics_files: Sequence[str], tasks: Sequence[str], budgets) -> dict:
+    """Li et al.'s higher-order affinity from the subset networks' validation losses (each
+    target's losses divided by its mean, so every task weighs the same); pairs never sampled
+    together (sweep.sampled.cover_pairs false) get the target's mean affinity."""
+    from .affinity import Affinity, higher_order_affinity
+
+    losses = subset_losses(metrics_files, tasks)
+    affinity = higher_order_affinity(losses, tasks, normalise=True, require_all_pairs=False)
+    matrix = affinity.matrix.copy()
+    target_mean = np.nanmean(np.where(np.eye(len(tasks), dtype=bool), np.nan, matrix), axis=0)
+    missing = np.isnan(matrix)
+    matrix[missing] = np.broadcast_to(target_mean, matrix.shape)[missing]
+    decided = groups_from_affinity(Affinity(tuple(tasks), matrix), budgets, "sampled")
+    decided["estimate"] = (
+        "minus the mean normalised validation loss of each member over the subsets it shares "
+        "with the other members (higher is better)"
+    )
+    return decided
+
+
 def tag_candidates(affinity_files: Sequence[str], tasks: Sequence[str], budgets) -> dict:
+    affinity = mean_affinity(affinity_files, tasks)
+    return groups_from_affinity(affinity, budgets, "tag")
+
+
+def groups_from_affinity(affinity, budgets, strategy: str) -> dict:
     from .affinity import candidate_groups
 
-    affinity = mean_affinity(affinity_files, tasks)
-    ks = list(range(1, max_groups(budgets, len(tasks)) + 1))
+    ks = list(range(1, max_groups(budgets, len(affinity.tasks)) + 1))
     groupings = candidate_groups(affinity, ks)
     networks: dict[tuple[str, ...], dict] = {}
     for grouping in groupings:
@@ -82,7 +132,7 @@ def tag_candidates(affinity_files: Sequence[str], tasks: Sequence[str], budgets)
             )  # fmt: skip
             entry["max_groups"].append(grouping.max_groups)
     return {
-        "strategy": "tag",
+        "strategy": strategy,
         "estimate": "mean TAG affinity onto each member from the others (higher is better)",
         "networks": list(networks.values()),
         "groupings": [g.to_dict() for g in groupings],
@@ -99,6 +149,8 @@ def candidates_job(input, output, params, log) -> None:
     strategy = params.strategy
     if strategy == "tag":
         decided = tag_candidates(list(input.affinity), params.tasks, params.budgets)
+    elif strategy == "sampled":
+        decided = sampled_candidates(list(input.metrics), params.tasks, params.budgets)
     elif strategy == "pairs":
         from .selection.hoa import hoa_candidates
 
@@ -197,8 +249,10 @@ def estimates_report(metrics: str, candidates_files: Sequence[str], table_out, s
     lines.append(
         "Measured gain: mean over the group's members of the relative final-epoch loss drop "
         "against each member's full single-task network (mean over seeds); positive is better. "
-        "Estimated: the strategy's own estimate (tag: mean affinity onto the members, unitless; "
-        "pairs: HOA's estimated validation gain). Totals never mix the two."
+        "Estimated: the strategy's own estimate (tag: mean TAG affinity onto the members; "
+        "sampled: minus the members' mean normalised loss in the subsets they share; both "
+        "unitless, higher is better; pairs: HOA's estimated validation gain). Only the ranking "
+        "of the estimates is comparable with the measured gains; totals never mix the two."
     )
     for (architecture, weighting), part in frame.groupby(["architecture", "weighting"]):
         part = part.sort_values("estimated_benefit", ascending=False)

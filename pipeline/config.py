@@ -14,7 +14,7 @@ import yaml
 from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
 from .split import check_split, make_split
-from .strategies import first_stage_orders, resolve_strategy
+from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
 from .sweep import count_networks
 from .weighting import WEIGHTINGS
 
@@ -113,6 +113,11 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
         raise ConfigError(
             f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"
         )
+    if config["sweep"]["strategy"] == "sampled":
+        try:
+            sampled_subsets(config["dataset"]["tasks"], config["sweep"])
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     planned = count_networks(len(tasks), config["sweep"])
     if planned > config["sweep"]["max_networks"]:
         raise ConfigError(

@@ -117,6 +117,11 @@ def count_networks(n_tasks: int, sweep: dict) -> int:
         count += comb(n_tasks, order) * (len(sweep["sizes"]) if order == 1 else 1)
     if trains_all_in_one(sweep) and n_tasks > 1 and n_tasks not in orders:
         count += 1
+    if sweep.get("strategy") == "sampled":
+        from .strategies import default_subsets
+
+        options = sweep.get("sampled", {})
+        count += options.get("subsets") or default_subsets(n_tasks, options.get("size", 4))
     return count
 
 
@@ -133,6 +138,10 @@ def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
             nets += [Network(combo, size) for size in sizes]
     if trains_all_in_one(sweep) and len(tasks) > 1:
         nets.append(Network(tuple(tasks), "full"))
+    if sweep.get("strategy") == "sampled":
+        from .strategies import sampled_subsets
+
+        nets += [Network(subset, "full") for subset in sampled_subsets(tasks, sweep)]
     position = {t: i for i, t in enumerate(tasks)}
     return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
 

@@ -75,3 +75,32 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     new = set(after) - set(before)
     assert {(c, "full") for c in _candidates(tmp_path)} <= _trained_task_sets(tmp_path)
     assert all("/full/" in f for f in new)
+
+
+def test_sampled_loop_trains_subsets_then_the_groups_of_their_affinity(tmp_path) -> None:
+    sampled = {"sweep": {**TAG["sweep"], "strategy": "sampled", "all_in_one": False,
+                         "sampled": {"size": 3, "seed": 0}},
+               "selection": {"budgets": [1, 2]}}  # fmt: skip
+    write_config(tmp_path, sampled)
+    snakemake(tmp_path)
+    trained = _trained_task_sets(tmp_path)
+    # First stage: singles at both sizes and the sampled 3-task subsets (every pair covered).
+    subsets = {t for t, _ in trained if len(t) == 3}
+    assert subsets and all(
+        any({a, b} <= set(s) for s in subsets)
+        for a, b in [("c0t0", "c0t1"), ("c0t0", "c1t1"), ("c1t0", "c1t1")]
+    )
+    candidates = _candidates(tmp_path)
+    assert candidates and {(c, "full") for c in candidates} <= trained
+    assert not (tmp_path / "results/affinity.parquet").exists()  # no TAG estimation here
+    estimates = pq.read_table(tmp_path / "results/estimates.parquet").to_pandas()
+    assert set(estimates["strategy"]) == {"sampled"}
+
+
+def test_sampled_with_too_few_subsets_is_refused_naming_the_key(tmp_path) -> None:
+    bad = {"sweep": {**TAG["sweep"], "strategy": "sampled", "sampled": {"size": 2, "subsets": 2}}}
+    write_config(tmp_path, bad)
+    proc = snakemake(tmp_path, "-n", check=False)
+    assert proc.returncode != 0
+    assert "sweep.sampled.subsets" in proc.stdout + proc.stderr
+    assert "need m >= 6" in proc.stdout + proc.stderr
