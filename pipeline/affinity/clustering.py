@@ -13,8 +13,8 @@ Exact selection enumerates 3^n subsets: impossible beyond ~15 tasks. Here:
    another block while the total served score improves (blocks are groups; a block of one task
    scores the singleton value), then grow each group by "helper" tasks that raise the score of
    the tasks it serves (TAG's selection allows overlapping groups: a task may sit in a group
-   only to help others). Every step is O(n k) numpy work; 617 tasks take well under a second per
-   k.
+   only to help others), then ``polish``: add / remove / open-a-pair moves on the objective
+   with overlapping groups. At 617 tasks this takes seconds per k (docs/affinity.md).
 """
 
 from __future__ import annotations
