@@ -76,7 +76,7 @@ def test_auto_is_exact_small_and_clustering_large():
     rng = np.random.default_rng(1)
     big = Affinity([f"t{i}" for i in range(40)], rng.normal(size=(40, 40)))
     g = candidate_groups(big, [4], method="auto")[0]
-    assert g.method == "agglomerative+search" and g.n_groups <= 4
+    assert g.method in ("spectral+search", "agglomerative+search") and g.n_groups <= 4
     best = candidate_groups(big, [4], method="best")[0]
     spectral = candidate_groups(big, [4], method="spectral+search")[0]
     assert best.objective >= max(g.objective, spectral.objective) - 1e-12
@@ -87,7 +87,7 @@ def test_617_tasks_in_seconds():
     rng = np.random.default_rng(0)
     aff = Affinity([f"assay {i}" for i in range(617)], rng.normal(size=(617, 617)))
     start = time.perf_counter()
-    out = candidate_groups(aff, [5, 20], method="auto")
+    out = candidate_groups(aff, [5, 20], method="agglomerative+search")
     assert time.perf_counter() - start < 30
     assert [g.n_groups <= g.max_groups for g in out] == [True, True]
     assert all(len(g.serving) == 617 for g in out)
@@ -120,6 +120,10 @@ def test_sample_subsets_errors():
     with pytest.raises(ValueError, match=r"need m >= 8"):  # 45 pairs / 6 per subset
         sample_subsets(tasks, k=4, m=7)
     assert len(sample_subsets(tasks, k=4, m=7, cover_pairs=False)) == 7
+    # the counting bound holds (8 * 6 >= 45) but the greedy cover needs more: named m
+    with pytest.raises(ValueError, match=r"greedy pair cover for seed=0 needs m >= 10"):
+        sample_subsets(tasks, k=4, m=8, seed=0)
+    assert len(sample_subsets(tasks, k=4, m=10, seed=0)) == 10
 
 
 def test_higher_order_affinity_sign_and_values():
@@ -171,3 +175,22 @@ def test_higher_order_missing_pairs_named():
         higher_order_affinity(frame)
     with pytest.raises(AffinityFormatError, match="declares"):
         higher_order_affinity(frame.assign(tasks=["a+b", "a+b", "b", "b"]))
+
+
+def test_higher_order_normalise_puts_tasks_on_one_scale():
+    frame = pd.DataFrame(
+        [
+            (0, "a", 1.0),
+            (0, "b", 100.0),
+            (1, "a", 3.0),
+            (1, "c", 5.0),
+            (2, "b", 300.0),
+            (2, "c", 15.0),
+        ],
+        columns=["subset", "task", "loss"],
+    )
+    raw = higher_order_affinity(frame)
+    assert raw.matrix[0, 1] == pytest.approx(-100.0)  # Z(a -> b) = - loss of b with a
+    norm = higher_order_affinity(frame, normalise=True)
+    assert norm.matrix[0, 1] == pytest.approx(-0.5)  # 100 / mean(100, 300)
+    assert norm.matrix[1, 0] == pytest.approx(-0.5)  # 1 / mean(1, 3)

@@ -68,6 +68,10 @@ def test_duplicates_and_non_finite_named():
     bad.loc[bad.index[1], "value"] = np.inf
     with pytest.raises(AffinityFormatError, match=r"infinite value for 's'->'n'"):
         affinity_from_frame(bad)
+    empty = frame.copy()
+    empty.loc[empty.index[0], "source"] = ""
+    with pytest.raises(AffinityFormatError, match="empty task name in column source"):
+        affinity_from_frame(empty)
     with pytest.raises(AffinityFormatError, match="missing required column"):
         affinity_from_frame(frame.drop(columns="target"))
 

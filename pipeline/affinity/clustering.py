@@ -13,8 +13,8 @@ Exact selection enumerates 3^n subsets: impossible beyond ~15 tasks. Here:
    another block while the total served score improves (blocks are groups; a block of one task
    scores the singleton value), then grow each group by "helper" tasks that raise the score of
    the tasks it serves (TAG's selection allows overlapping groups: a task may sit in a group
-   only to help others). Every step is O(n k) numpy work; 617 tasks take well under a second per
-   k.
+   only to help others), then ``polish``: add / remove / open-a-pair moves on the objective
+   with overlapping groups. At 617 tasks this takes seconds per k (docs/affinity.md).
 """
 
 from __future__ import annotations
@@ -192,9 +192,9 @@ def candidate_groups(
     ``method``: ``exact`` (TAG's selection, optimal; <= 15 tasks), ``spectral``,
     ``agglomerative`` (partitions), ``spectral+search`` / ``agglomerative+search`` (then local
     search on TAG's objective, helper tasks and polish), ``best`` (both searches, the better
-    per k), ``auto`` (exact up to 12 tasks, else agglomerative+search: as good as spectral+search
-    in bench/bench_affinity_selection.py and 1-3x faster at 617 tasks). Each Grouping carries its TAG objective, serving groups and per-group
-    estimated benefit (``group_score``)."""
+    per k), ``auto`` (exact up to 12 tasks, else ``best``: the closest to the exact optimum in
+    bench/bench_affinity_selection.py, seconds per k at 617 tasks). Each Grouping carries its
+    TAG objective, serving groups and per-group estimated benefit (``group_score``)."""
     from .table import Affinity
 
     if not isinstance(affinity, Affinity):
@@ -208,7 +208,7 @@ def candidate_groups(
     n = len(tasks)
     table = affinity.recipient_table()
     if method == "auto":
-        method = "exact" if n <= AUTO_EXACT_MAX else "agglomerative+search"
+        method = "exact" if n <= AUTO_EXACT_MAX else "best"
     if method == "best":
         runs = [
             candidate_groups(

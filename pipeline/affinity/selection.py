@@ -45,9 +45,9 @@ class Grouping:
     score (in the table's units; ``direction`` says whether higher is better).
     ``serving[t]``: the group that serves task t (its best group). ``task_score[t]``: t's score
     in that group. ``group_score[i]``: the estimated benefit of group i, the mean TAG score of
-    the tasks it serves (NaN if it serves none: a group kept only to help... cannot happen in a
-    minimal solution). ``group_member_score[i]``: every member's score in group i (the
-    group's pairwise-estimated benefit for each of its tasks, served or not).
+    the tasks it serves (NaN if a clustering-based group ends up serving none).
+    ``group_member_score[i]``: every member's score in group i (the group's pairwise-estimated
+    benefit for each of its tasks, served or not).
     """
 
     tasks: tuple[str, ...]

@@ -123,7 +123,7 @@ def affinity_from_frame(
             f"{what}: missing required column(s) {missing}; need source, target, value "
             f"(optional epoch, steps); see docs/affinity.md"
         )
-    extra = [c for c in frame.columns if c not in REQUIRED + OPTIONAL]
+    # other columns (provenance: run, config_hash, ...) are allowed and ignored
     frame = frame[[c for c in REQUIRED + OPTIONAL if c in frame.columns]].copy()
     for column in ("source", "target"):
         if frame[column].isna().any():
@@ -131,6 +131,11 @@ def affinity_from_frame(
                 f"{what}: empty {column} in {int(frame[column].isna().sum())} row(s)"
             )
         frame[column] = frame[column].astype(str)
+        if (frame[column] == "").any():
+            raise AffinityFormatError(
+                f"{what}: empty task name in column {column} "
+                f"({int((frame[column] == '').sum())} row(s))"
+            )
     try:
         frame["value"] = pd.to_numeric(frame["value"], errors="raise").astype(float)
     except (ValueError, TypeError) as err:
@@ -219,6 +224,4 @@ def affinity_from_frame(
             f"{what}: non-finite (NaN) value{why} for {_name_pairs(nan)}; selection needs a "
             f"finite affinity for every pair"
         )
-    if extra:
-        pass  # provenance columns (run, config_hash, ...) are allowed and ignored
     return Affinity(order, matrix)
