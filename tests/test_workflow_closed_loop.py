@@ -104,3 +104,20 @@ def test_sampled_with_too_few_subsets_is_refused_naming_the_key(tmp_path) -> Non
     assert proc.returncode != 0
     assert "sweep.sampled.subsets" in proc.stdout + proc.stderr
     assert "need m >= 6" in proc.stdout + proc.stderr
+
+
+def test_pairs_loop_trains_what_hoa_picks_from_the_pairs(tmp_path) -> None:
+    pairs = {"sweep": {**TAG["sweep"], "strategy": "pairs", "all_in_one": False},
+             "selection": {"budgets": [2, 3]}}  # fmt: skip
+    write_config(tmp_path, pairs)
+    snakemake(tmp_path)
+    trained = _trained_task_sets(tmp_path)
+    candidates = _candidates(tmp_path)
+    # HOA only adds task sets of 3+ tasks; each is then trained for real.
+    assert candidates and all(len(c) >= 3 for c in candidates)
+    assert {(c, "full") for c in candidates} <= trained
+    assert {len(t) for t, _ in trained} == {1, 2} | {len(c) for c in candidates}
+    estimates = pq.read_table(tmp_path / "results/estimates.parquet").to_pandas()
+    # HOA's estimate is a validation gain, like the measured one.
+    assert estimates["estimated_benefit"].notna().all()
+    assert estimates["measured_val_gain"].notna().all()
