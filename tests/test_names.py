@@ -169,3 +169,40 @@ def test_toxcast_default_split_check_is_fast_and_names_the_tasks(toxcast: Datase
 def test_toxcast_with_the_default_orders_is_refused_before_planning() -> None:
     with pytest.raises(ConfigError, match=r"617 tasks plan 39,\d{3},\d{3} networks"):
         resolve_config({"dataset": {"name": "toxcast"}}, check_data=False)
+
+
+def test_streaming_collect_keeps_the_global_order_and_writes_the_manifest(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_schema import metrics_rows
+
+    from pipeline.collect import collect
+    from pipeline.schema import METRICS, write_table
+
+    files = []
+    for seed, tasks in ((1, ("b, c",)), (0, ("a+b", "b, c")), (0, ("b, c",)), (1, ("a+b",))):
+        net = Network(tasks, "full")
+        columns = metrics_rows(net.name, tasks)
+        columns["seed"] = [seed] * len(columns["seed"])
+        table = pa.table(columns)
+        path = tmp_path / f"seed{seed}" / f"{net.stem}.parquet"
+        write_table(table, path, METRICS)
+        files.append(str(path))
+    out = tmp_path / "metrics.parquet"
+    rows = collect(files, str(out), str(tmp_path / "s.duckdb"), str(tmp_path / "networks.parquet"))
+    keys = ["architecture", "weighting", "seed", "network", "task", "split", "epoch", "metric"]
+    expected = pa.concat_tables(pq.read_table(f) for f in files)
+    expected = expected.sort_by([(k, "ascending") for k in keys])
+    collected = pq.read_table(out)
+    assert rows == collected.num_rows and collected.equals(expected)
+    manifest = pq.read_table(tmp_path / "networks.parquet").to_pylist()
+    assert {(m["seed"], tuple(m["tasks"])) for m in manifest} == {
+        (1, ("b, c",)),
+        (0, ("a+b", "b, c")),
+        (0, ("b, c",)),
+        (1, ("a+b",)),
+    }
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM networks").fetchone()[0] == 4
+        assert con.execute("SELECT count(*) FROM metrics").fetchone()[0] == rows
