@@ -20,6 +20,7 @@ from pipeline.split import check_split, make_split
 from pipeline.sweep import MAX_STEM, Network, count_networks, plan_networks
 
 ODD = [
+    "trailing newline\n",
     "Neoplasms benign, malignant and unspecified (incl cysts and polyps)",
     "a+b",
     "x/y",
