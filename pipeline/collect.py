@@ -17,48 +17,71 @@ from .schema import METRICS, NETWORKS, SchemaMismatch, check_file, write_table
 
 # Per-network columns: equal on every row of a network file, so its first row says them.
 MANIFEST_COLUMNS = ("network", "tasks", "n_tasks", "size", "architecture", "weighting", "seed")
+# The collected order. A file holds one (architecture, weighting, seed, network), so ordering
+# the files by those and each file by the rest gives the whole order one file at a time.
+FILE_KEYS = ("architecture", "weighting", "seed", "network")
+ROW_KEYS = ("task", "split", "epoch", "metric")
+# Row-group size of the collected Parquet: small network files are batched up to this.
+ROW_GROUP_ROWS = 100_000
 
 
-def manifest(files: Sequence[str], tables: Sequence[pa.Table]) -> pa.Table:
-    """One NETWORKS row per network file: its path, stem and the network it holds."""
-    rows: dict[str, list] = {name: [] for name in NETWORKS.names}
-    for path, table in zip(files, tables):
-        rows["file"].append(str(path))
-        rows["stem"].append(Path(path).name.removesuffix(".parquet"))
-        first = table.select(list(MANIFEST_COLUMNS)).slice(0, 1).to_pylist()
-        if not first:
-            raise SchemaMismatch(f"{path}: no rows")
-        for name in MANIFEST_COLUMNS:
-            rows[name].append(first[0][name])
-    return pa.table(rows, schema=NETWORKS)
+def _file_key(path: str) -> tuple:
+    """The first row's FILE_KEYS, read without the task-list column."""
+    parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_rows == 0:
+        raise SchemaMismatch(f"{path}: no rows")
+    first = parquet.read_row_group(0, columns=list(FILE_KEYS)).slice(0, 1).to_pylist()[0]
+    return tuple(first[k] for k in FILE_KEYS)
 
 
 def collect(
     files: Sequence[str], parquet_out: str, duckdb_out: str, networks_out: str | None = None
-) -> pa.Table:
-    """Check every file against the declared schema (naming any bad one), concatenate them in
-    a stable order and write the outputs atomically (``networks_out``: the manifest)."""
+) -> int:
+    """Check every file against the declared schema (naming any bad one), write them as one
+    table in a stable order, the same rows as ``sweep.duckdb`` and (``networks_out``) the
+    manifest of which file holds which network; all atomically. Returns the row count.
+
+    Streams file by file: a 617-task network repeats its task list on each of its ~4,000 rows
+    per epoch, so holding every file at once would cost memory quadratic in the task count."""
     if not files:
         raise ValueError("collect: no network files to collect")
-    files = sorted(files)
-    tables = []
     for path in files:
         check_file(path, METRICS)
-        tables.append(pq.read_table(path, schema=METRICS))
-    networks = manifest(files, tables)
+    ordered = sorted(files, key=lambda path: (_file_key(path), path))
+
+    manifest: dict[str, list] = {name: [] for name in NETWORKS.names}
+    rows = 0
+    with atomic_write(parquet_out) as tmp:
+        with pq.ParquetWriter(tmp, METRICS, compression="zstd") as writer:
+            pending: list[pa.Table] = []
+            for path in ordered:
+                table = pq.read_table(path, schema=METRICS)
+                table = table.sort_by([(k, "ascending") for k in ROW_KEYS])
+                first = table.select(list(MANIFEST_COLUMNS)).slice(0, 1).to_pylist()[0]
+                manifest["file"].append(str(path))
+                manifest["stem"].append(Path(path).name.removesuffix(".parquet"))
+                for name in MANIFEST_COLUMNS:
+                    manifest[name].append(first[name])
+                pending.append(table)
+                rows += table.num_rows
+                if sum(t.num_rows for t in pending) >= ROW_GROUP_ROWS:
+                    writer.write_table(pa.concat_tables(pending))
+                    pending = []
+            if pending:
+                writer.write_table(pa.concat_tables(pending))
+    networks = pa.table(manifest, schema=NETWORKS)
     if networks_out is not None:
         write_table(networks, networks_out, NETWORKS)
-    table = pa.concat_tables(tables)
-    keys = ["architecture", "weighting", "seed", "network", "task", "split", "epoch", "metric"]
-    table = table.sort_by([(k, "ascending") for k in keys])
-    write_table(table, parquet_out, METRICS)
 
     with atomic_write(duckdb_out) as tmp:
         tmp.unlink()  # DuckDB creates its own file; an empty one is not a database
         try:
             with duckdb.connect(str(tmp)) as con:
-                con.register("collected", table)
-                con.execute("CREATE TABLE metrics AS SELECT * FROM collected")
+                # From the file just written: DuckDB streams it instead of a copy in memory.
+                con.execute(
+                    "CREATE TABLE metrics AS SELECT * FROM read_parquet($path)",
+                    {"path": str(parquet_out)},
+                )
                 con.register("manifest", networks)
                 con.execute("CREATE TABLE networks AS SELECT * FROM manifest")
                 con.execute("CHECKPOINT")
@@ -66,7 +89,7 @@ def collect(
             wal = f"{tmp}.wal"
             if os.path.exists(wal):
                 os.unlink(wal)
-    return table
+    return rows
 
 
 __all__ = ["collect", "SchemaMismatch"]

@@ -22,9 +22,9 @@ def train_job(input, output, params, log, threads) -> None:
 def collect_job(input, output, params, log, threads) -> None:
     from .collect import collect
 
-    table = collect(input.metrics, output.parquet, output.duckdb, output.networks)
+    rows = collect(input.metrics, output.parquet, output.duckdb, output.networks)
     with open(log[0], "w") as fh:
-        print(f"collected {len(input.metrics)} files, {table.num_rows} rows", file=fh)
+        print(f"collected {len(input.metrics)} files, {rows} rows", file=fh)
 
 
 def select_job(input, output, params, log, threads) -> None:

@@ -35,7 +35,7 @@ from .datasets import loader_config
 TASK_SEP = "+"
 # Names built only of these characters were the only ones allowed before; their networks keep
 # the released file names (``A+B.parquet``) so existing results are found, not retrained.
-LEGACY_TASK_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+LEGACY_TASK_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 # Short enough for every file system (255 bytes) with the .parquet / temp-file affixes added.
 MAX_STEM = 120
 MAX_NAME = 200
@@ -70,14 +70,15 @@ class Network:
     @property
     def key(self) -> str:
         """The unbounded canonical string: escaped tasks joined by ``+``, then ``@size``.
-        Injective (escaping), and equal to the released name for every released network, so
-        per-network seeds derived from it are unchanged."""
+        Injective (escaping), and equal to the released name for every released network."""
         return f"{join_tasks(self.tasks)}@{self.size}"
 
     @property
     def name(self) -> str:
         """The ``network`` column: :attr:`key`, or past MAX_NAME characters its first tasks,
-        the count and the task-set hash (a 617-task key would repeat ~20 kB on every row)."""
+        the count and the task-set hash (a 617-task key would repeat ~20 kB on every row).
+        training.network_seed derives each network's initialisation from it: equal to the
+        released name for every released network, so their seeds are unchanged."""
         key = self.key
         if len(key) <= MAX_NAME:
             return key
@@ -94,7 +95,7 @@ class Network:
     def stem(self) -> str:
         """The file stem (the size is the parent folder, so it is not repeated here)."""
         legacy = TASK_SEP.join(self.tasks)
-        if len(legacy) <= MAX_STEM and all(LEGACY_TASK_NAME.match(t) for t in self.tasks):
+        if len(legacy) <= MAX_STEM and all(LEGACY_TASK_NAME.fullmatch(t) for t in self.tasks):
             return legacy
         # "~" never occurs in a legacy stem, so the two layouts cannot collide.
         slug = "_".join(s for s in map(_slug, self.tasks[:3]) if s)[:60].strip("_") or "tasks"

@@ -20,6 +20,7 @@ from pipeline.split import check_split, make_split
 from pipeline.sweep import MAX_STEM, Network, count_networks, plan_networks
 
 ODD = [
+    "trailing newline\n",
     "Neoplasms benign, malignant and unspecified (incl cysts and polyps)",
     "a+b",
     "x/y",
@@ -175,3 +176,40 @@ def test_toxcast_exhaustive_is_refused_before_planning_and_auto_picks_tag() -> N
     assert config["sweep"]["strategy"] == "tag"
     # TAG's first stage: the singles at both sizes and the all-in-one estimation network.
     assert count_networks(617, config["sweep"]) == 2 * 617 + 1
+
+
+def test_streaming_collect_keeps_the_global_order_and_writes_the_manifest(tmp_path: Path) -> None:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_schema import metrics_rows
+
+    from pipeline.collect import collect
+    from pipeline.schema import METRICS, write_table
+
+    files = []
+    for seed, tasks in ((1, ("b, c",)), (0, ("a+b", "b, c")), (0, ("b, c",)), (1, ("a+b",))):
+        net = Network(tasks, "full")
+        columns = metrics_rows(net.name, tasks)
+        columns["seed"] = [seed] * len(columns["seed"])
+        table = pa.table(columns)
+        path = tmp_path / f"seed{seed}" / f"{net.stem}.parquet"
+        write_table(table, path, METRICS)
+        files.append(str(path))
+    out = tmp_path / "metrics.parquet"
+    rows = collect(files, str(out), str(tmp_path / "s.duckdb"), str(tmp_path / "networks.parquet"))
+    keys = ["architecture", "weighting", "seed", "network", "task", "split", "epoch", "metric"]
+    expected = pa.concat_tables(pq.read_table(f) for f in files)
+    expected = expected.sort_by([(k, "ascending") for k in keys])
+    collected = pq.read_table(out)
+    assert rows == collected.num_rows and collected.equals(expected)
+    manifest = pq.read_table(tmp_path / "networks.parquet").to_pylist()
+    assert {(m["seed"], tuple(m["tasks"])) for m in manifest} == {
+        (1, ("b, c",)),
+        (0, ("a+b", "b, c")),
+        (0, ("b, c",)),
+        (1, ("a+b",)),
+    }
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM networks").fetchone()[0] == 4
+        assert con.execute("SELECT count(*) FROM metrics").fetchone()[0] == rows

@@ -4,6 +4,7 @@ with 100 tasks in one network: names verbatim in every table, file names short h
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 ODD_TASKS = {
     "Neoplasms benign, malignant and unspecified (incl cysts and polyps)": "binary",
-    "a+b / ratio": "regression",
+    "a+b / ratio | ppm": "regression",
     "Ångström µ-assay @ 10 µM": "binary",
 }
 
@@ -58,7 +59,7 @@ def test_odd_task_names_are_verbatim_in_every_table(odd_run: Path) -> None:
     all_in_one = metrics[metrics["n_tasks"] == 3]
     assert [list(t) for t in all_in_one["tasks"].head(1)] == [names]
     # "+" inside a name is escaped in the network label, so the label stays unambiguous.
-    assert "a\\+b / ratio@full" in set(metrics["network"])
+    assert "a\\+b / ratio | ppm@full" in set(metrics["network"])
 
     manifest = pq.read_table(results / "networks.parquet").to_pandas()
     assert len(manifest) == 3 + 3 + 1
@@ -73,6 +74,13 @@ def test_odd_task_names_are_verbatim_in_every_table(odd_run: Path) -> None:
     assert set(groupings["task"].dropna()) == set(names)
     summary = (results / "summary.md").read_text()
     assert all(name in summary for name in names)
+    # Every row of the "which tasks train together" table has its 3 method cells (a "|" in a
+    # name is escaped, not a column break).
+    together = summary.split("### Which tasks train together")[1].split("###")[0]
+    rows = [line for line in together.splitlines() if line.startswith("| ")]
+    assert rows and all(len(re.split(r"(?<!\\)\|", r)) == len(re.split(r"(?<!\\)\|", rows[0]))
+                        for r in rows)  # fmt: skip
+    assert "a+b / ratio \\| ppm" in together
     assert nothing_to_do(snakemake(odd_run, "--dry-run"))
 
 

@@ -317,7 +317,9 @@ def summary_markdown(
             cells = []
             for m in METHODS:
                 s = by[m, b]
-                cells.append(" ".join(s.groups()) if s.ok else f"{s.outcome.status}")
+                # A "|" in a task name would end the Markdown cell.
+                groups = " ".join(s.groups()).replace("|", "\\|")
+                cells.append(groups if s.ok else f"{s.outcome.status}")
             lines.append(f"| {b:g} | " + " | ".join(cells) + " |")
         lines += [
             "",
