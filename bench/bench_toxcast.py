@@ -51,8 +51,8 @@ def run(config: Path, out: Path, cores: int) -> tuple[Path, float, float]:
 
 def stage_seconds(results: Path) -> pd.DataFrame:
     networks = pq.read_table(results / "networks.parquet").to_pandas()
-    metrics = pq.read_table(results / "metrics.parquet",
-                            columns=["network", "seed", "n_tasks", "wall_time_s"]).to_pandas()  # fmt: skip
+    columns = ["network", "seed", "n_tasks", "wall_time_s"]
+    metrics = pq.read_table(results / "metrics.parquet", columns=columns).to_pandas()
     per_net = metrics.groupby(["network", "seed"]).agg(
         n_tasks=("n_tasks", "first"), seconds=("wall_time_s", "max")
     )
