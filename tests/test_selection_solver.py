@@ -75,7 +75,8 @@ def test_worst_cover_matches_brute_force(instance):
     if not maximal:
         assert found is None
         return
-    chosen, value = found
+    chosen, value, gap = found
+    assert gap == 0.0
     assert value == pytest.approx(max(score(loss, s) for s in maximal), abs=1e-9)
     assert budget - cost.min() < cost[list(chosen)].sum() <= budget + 1e-9
 

@@ -73,7 +73,7 @@ def _solve_and_write(
             "for the selected tasks)"
         )
     results = []
-    for cand in build(frames, settings.epoch):
+    for cand in build(frames, settings.epoch, settings.cost):
         outcomes = solve_candidates(cand, settings)
         results.append((cand, [score(o, cand) for o in outcomes]))
         if not any(o.method == "optimal" and o.status == "ok" for o in outcomes):

@@ -50,6 +50,10 @@ GROUPINGS = pa.schema(
         pa.field("n_seeds", pa.int32(), nullable=False),
         # Random only: accepted random draws averaged.
         pa.field("samples", pa.int64(), nullable=True),
+        # Proven relative optimality gap of the answer (0: proven optimal; > 0: a time limit
+        # stopped the MIP first; for worst: how far the worst found may be from the true worst).
+        # Null where no MIP decided (all-in-one, independent, random).
+        pa.field("gap", pa.float64(), nullable=True),
     ],
     metadata={"taskgroup.table": "groupings", "taskgroup.schema_version": SCHEMA_VERSION},
 )
@@ -169,6 +173,7 @@ def groupings_frame(
                 test_total=s.test_total,
                 test_total_std=None if np.isnan(s.test_std) else s.test_std,
                 samples=o.random.samples if is_random else None,
+                gap=o.gap,
             )
             for t, task in enumerate(cand.tasks):
                 row = dict(head, task=task, test_loss=float(s.test[t]))
@@ -276,7 +281,9 @@ def summary_markdown(
         f"networks judged at the **{settings.epoch}** epoch; ESA selects on the epoch at "
         f"{settings.esa_fraction:g} of training. A budget B admits networks costing at most "
         f"B + {settings.cost_tolerance:g} in total (extra heads are a rounding error of the "
-        "trunk). Each method chooses on validation losses and is scored on test: every task by "
+        "trunk). Costs: " + (results[0][0].cost_unit if results else "—") + " "
+        f"(`selection.cost: {settings.cost}`). Each method chooses on validation losses and is "
+        "scored on test: every task by "
         "its best chosen network. `*` marks a HOA task set that was never trained (its test "
         "loss is estimated from pairs).",
         "",
@@ -344,6 +351,24 @@ def summary_markdown(
         ]
         if notes:
             lines += ["", "Not solved:", ""] + [f"- {n}" for n in notes]
+        unproven = [
+            f"{s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
+            for s in sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
+            if s.ok and s.outcome.gap is not None and s.outcome.gap > 0
+        ]
+        lines += [""]
+        if unproven:
+            lines += ["**Not proven optimal** (`selection.time_limit_s`):", ""]
+            lines += [f"- {n}" for n in unproven]
+        else:
+            lines.append(
+                "Every OS, ESA and HOA answer above is proven optimal (MIP gap 0)"
+                + (
+                    "."
+                    if not any(s.outcome.method == "worst" and s.ok for s in scored)
+                    else "; so is every worst cover."
+                )
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -9,10 +9,13 @@ import numpy as np
 from . import baselines
 from .candidates import Candidates
 from .hoa import higher_order_approximation
-from .solver import cheapest_cover, solve_budgets, worst_cover
+from .solver import BudgetSolver, worst_cover
 
 METHODS = ("optimal", "esa", "hoa")
 BASELINES = ("all_in_one", "independent", "independent_mix", "random", "worst")
+# The worst cover is a reference, not an answer: past this many seconds per budget it is
+# reported as the worst found with its proven gap.
+WORST_TIME_LIMIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,11 @@ class Settings:
     cost_tolerance: float = 0.01
     # HOA adds estimated networks for untrained task sets of 3..hoa_max_order tasks.
     hoa_max_order: int = 3
+    # Seconds per MIP (one method at one budget); None: until proven optimal. When it stops
+    # HiGHS first, the incumbent is reported with its proven gap.
+    time_limit_s: float | None = None
+    # Budget cost model (candidates.cost_model): units (Standley: full 1, half 0.5) or macs.
+    cost: str = "units"
 
     @classmethod
     def from_config(cls, config: dict | None) -> Settings:
@@ -48,6 +56,10 @@ class Settings:
             raise ValueError(
                 f"selection.objective: 'sum' or 'normalised', not {settings.objective!r}"
             )
+        if settings.cost not in ("units", "macs"):
+            raise ValueError(f"selection.cost: 'units' or 'macs', not {settings.cost!r}")
+        if settings.time_limit_s is not None and not settings.time_limit_s > 0:
+            raise ValueError("selection.time_limit_s: positive seconds, or null for no limit")
         if not settings.budgets or min(settings.budgets) <= 0:
             raise ValueError("selection.budgets: at least one budget, all positive")
         return settings
@@ -67,6 +79,8 @@ class Outcome:
     chosen: tuple[int, ...] = ()
     selection: np.ndarray | None = None
     random: baselines.RandomResult | None = None
+    # Proven relative optimality gap of a MIP answer (0: optimal); None where no MIP decided.
+    gap: float | None = None
 
 
 def _solve(
@@ -78,20 +92,37 @@ def _solve(
         note = f"no {what} losses for task(s) {uncovered}"
         return [Outcome(method, b, "unavailable", note) for b in settings.budgets]
     sub_table, sub_cost = table[nets], cand.cost[nets]
-    solutions = solve_budgets(sub_table, sub_cost, settings.budgets, settings.cost_tolerance)
+    solver = BudgetSolver(
+        sub_table, sub_cost, settings.cost_tolerance, time_limit=settings.time_limit_s
+    )
+    solutions = solver.solve_all(settings.budgets)
     out = []
-    need = None
     for budget, solution in zip(settings.budgets, solutions):
         if solution is None:
-            need = need if need is not None else cheapest_cover(sub_table, sub_cost)
             note = (
                 f"budget {budget:g} (+ tolerance {settings.cost_tolerance:g}) is below the "
-                f"cheapest cover of every task, {need:.6g}"
+                f"cheapest cover of every task, {solver.cover.lower:.6g}"
             )
             out.append(Outcome(method, budget, "infeasible", note))
         else:
             chosen = tuple(int(nets[i]) for i in solution.chosen)
-            out.append(Outcome(method, budget, "ok", cand=cand, chosen=chosen, selection=table))
+            note = (
+                ""
+                if solution.optimal
+                else f"not proven optimal: stopped at the time limit with gap {solution.gap:.3%}"
+            )
+            out.append(
+                Outcome(
+                    method,
+                    budget,
+                    "ok",
+                    note,
+                    cand=cand,
+                    chosen=chosen,
+                    selection=table,
+                    gap=solution.gap,
+                )
+            )
     return out
 
 
@@ -168,12 +199,36 @@ def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
             out.append(Outcome("random", budget, "infeasible", "no random draw covered every task"))
         else:
             out.append(Outcome("random", budget, "ok", random=result))
-        worst = worst_cover(test, cost, budget, tol)
+        limit = min(WORST_TIME_LIMIT_S, settings.time_limit_s or WORST_TIME_LIMIT_S)
+        worst = worst_cover(test, cost, budget, tol, time_limit=limit)
         if worst is None:
             out.append(
-                Outcome("worst", budget, "infeasible", "no cover of every task uses the budget")
+                Outcome(
+                    "worst",
+                    budget,
+                    "infeasible",
+                    "no cover of every task uses the budget (or none found within "
+                    f"{limit:g} s)",
+                )
             )
         else:
             chosen = tuple(int(nets[i]) for i in worst[0])
-            out.append(Outcome("worst", budget, "ok", cand=cand, chosen=chosen, selection=cand.val))
+            note = (
+                ""
+                if worst[2] <= 0
+                else f"a lower bound: the worst cover found in {limit:g} s, proven within "
+                f"{worst[2]:.3%} of the true worst"
+            )
+            out.append(
+                Outcome(
+                    "worst",
+                    budget,
+                    "ok",
+                    note,
+                    cand=cand,
+                    chosen=chosen,
+                    selection=cand.val,
+                    gap=worst[2],
+                )
+            )
     return out
