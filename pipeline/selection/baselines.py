@@ -124,12 +124,16 @@ def random_choice(
         spent = np.zeros(batch)
         best = np.full((batch, n_task), np.inf)
         for j in range(n_net):
-            nets = order[:, j]
-            fits = spent + cost[nets] <= limit
-            spent = np.where(fits, spent + cost[nets], spent)
-            best = np.where(fits[:, None], np.minimum(best, loss_inf[nets]), best)
-            if np.all(limit - spent < cheapest):
+            # Only draws with budget left, and of those only the ones whose next network fits,
+            # are touched: after the first few networks that is a small share of the batch.
+            open_rows = np.flatnonzero(limit - spent >= cheapest)
+            if open_rows.size == 0:
                 break
+            nets = order[open_rows, j]
+            fits = spent[open_rows] + cost[nets] <= limit
+            rows, nets = open_rows[fits], nets[fits]
+            spent[rows] += cost[nets]
+            best[rows] = np.minimum(best[rows], loss_inf[nets])
         keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest)
         keep_rows = best[keep][: samples - accepted]
         sums += keep_rows.sum(axis=0)
