@@ -15,13 +15,13 @@ import pytest
 from pipeline.io import atomic_write
 from pipeline.selection.candidates import cost_model
 from pipeline.selection.instances import planted, spread_budgets
+from pipeline.selection.scoring import total
 from pipeline.selection.solver import (
     BudgetSolver,
     InfeasibleBudget,
     PlainSolver,
     cheapest_cover_set,
     dominated,
-    score,
     solve_budgets,
 )
 
@@ -43,7 +43,7 @@ def test_fast_equals_plain_on_planted_instances(n_task, orders, seed):
     for s in fast:
         if s is not None:
             assert s.gap == 0.0 and s.cost <= s.budget + 1e-9
-            assert score(loss, s.chosen) == pytest.approx(s.objective)
+            assert total(loss, s.chosen) == pytest.approx(s.objective)
 
 
 @pytest.mark.parametrize(

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..schema import GROUPINGS
 from .candidates import CandidateFrames, build, query_external, query_metrics
 from .external import read_external
-from .report import (
-    GROUPINGS,
-    groupings_frame,
-    plot_curves,
-    score,
-    summary_markdown,
-    write_groupings,
-    write_text,
-)
-from .run import Settings, solve_candidates
+from .outputs import groupings_frame, plot_curves, summary_markdown, write_groupings, write_text
+from .scoring import score
 from .solver import InfeasibleBudget, Solution, solve, solve_budgets
+from .solving import Settings, solve_candidates
 
 __all__ = [
     "GROUPINGS",

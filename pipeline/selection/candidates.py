@@ -191,9 +191,7 @@ def cost_model(candidates: pd.DataFrame, model: str = "units") -> tuple[pd.Serie
     )
 
 
-def build(
-    frames: CandidateFrames, epoch: str = "final", cost: str = "units"
-) -> list[Candidates]:
+def build(frames: CandidateFrames, epoch: str = "final", cost: str = "units") -> list[Candidates]:
     """One Candidates per method. ``epoch``: 'final' or 'best_val', which losses judge a network;
     ``cost``: the budget cost model (cost_model())."""
     if epoch not in ("final", "best_val"):

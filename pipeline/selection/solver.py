@@ -42,6 +42,8 @@ from fractions import Fraction
 import highspy
 import numpy as np
 
+from .scoring import total
+
 
 class InfeasibleBudget(ValueError):
     """No set of networks within the budget covers every task."""
@@ -333,8 +335,7 @@ class _Model:
         info = h.getInfo()
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
         if status != highspy.HighsModelStatus.kOptimal and not (
-            status
-            in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
             and has_solution
         ):
             raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
@@ -435,7 +436,6 @@ class BudgetSolver:
         )
         self._best.append(solution)
         return solution
-
 
     def solve_all(self, budgets: Iterable[float]) -> list[Solution | None]:
         """One solution per budget, None where infeasible; solved in increasing order so that
@@ -593,7 +593,7 @@ def worst_cover(
         gap = float(h.getInfo().mip_gap)
     x = np.asarray(h.getSolution().col_value)[:n_net]
     chosen = tuple(np.flatnonzero(x > 0.5).tolist())
-    return chosen, score(loss, chosen), gap
+    return chosen, total(loss, chosen), gap
 
 
 def _lp(
@@ -628,16 +628,3 @@ def _lp(
     if maximise:
         lp.sense_ = highspy.ObjSense.kMaximize
     return lp
-
-
-def score(loss: np.ndarray, chosen: Sequence[int]) -> float:
-    """sum over tasks of the least loss among the chosen networks (Standley's test scoring)."""
-    return float(per_task(loss, chosen).sum())
-
-
-def per_task(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
-    """Per task, the least loss among the chosen networks that have it (NaN if none does)."""
-    sub = np.asarray(loss, dtype=float)[list(chosen)]
-    with np.errstate(all="ignore"):
-        out = np.nanmin(np.where(np.isnan(sub), np.inf, sub), axis=0)
-    return np.where(np.isinf(out), np.nan, out)

@@ -1,7 +1,9 @@
-"""The whole solve for one set of candidates: OS, ESA and HOA on every budget, plus baselines."""
+"""The whole solve for one set of candidates: its settings, OS, ESA and HOA on every budget plus
+the baselines (one table, SOLVERS), each answer an Outcome."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -126,109 +128,146 @@ def _solve(
     return out
 
 
-def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
-    """Every method and baseline at every budget for one method's candidates."""
-    if settings.objective == "normalised":
-        cand = cand.normalised()
-    tol = settings.cost_tolerance
-    out = _solve(cand, cand.val, "optimal", settings, "validation")
-    out += _solve(cand, cand.early, "esa", settings, "early-epoch validation")
+def _optimal(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return _solve(cand, cand.val, "optimal", settings, "validation")
+
+
+def _esa(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return _solve(cand, cand.early, "esa", settings, "early-epoch validation")
+
+
+def _hoa(cand: Candidates, settings: Settings) -> list[Outcome]:
     hoa = higher_order_approximation(cand, settings.hoa_max_order)
-    out += _solve(hoa, hoa.val, "hoa", settings, "HOA")
+    return _solve(hoa, hoa.val, "hoa", settings, "HOA")
 
-    for budget in settings.budgets:
-        chosen = baselines.all_in_one(cand, budget, tol)
-        if chosen is None:
-            fits = (
-                "no network has every task"
-                if not cand.all_in_one().any()
-                else (f"the all-task network costs more than {budget:g} + {tol:g}")
-            )
-            out.append(Outcome("all_in_one", budget, "infeasible", fits))
-        else:
-            out.append(
-                Outcome("all_in_one", budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
-            )
-        chosen = baselines.independent(cand, budget, tol)
-        if chosen is None:
-            out.append(
-                Outcome(
-                    "independent",
-                    budget,
-                    "infeasible",
-                    "no one-size set of single-task networks fits the budget",
-                )
-            )
-        else:
-            out.append(
-                Outcome("independent", budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
-            )
-    for budget, solution in zip(
-        settings.budgets, baselines.independent_mix(cand, list(settings.budgets), tol)
-    ):
-        if solution is None:
-            out.append(
-                Outcome(
-                    "independent_mix",
-                    budget,
-                    "infeasible",
-                    "single-task networks for every task do not fit the budget",
-                )
-            )
-        else:
-            out.append(
-                Outcome(
-                    "independent_mix",
-                    budget,
-                    "ok",
-                    cand=cand,
-                    chosen=solution.chosen,
-                    selection=cand.val,
-                )
-            )
 
+def _chosen(
+    method: str, budget: float, cand: Candidates, chosen: tuple[int, ...] | None, why: str
+) -> Outcome:
+    """A baseline's choice on validation, or why it has none."""
+    if chosen is None:
+        return Outcome(method, budget, "infeasible", why)
+    return Outcome(method, budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
+
+
+def _all_in_one(cand: Candidates, settings: Settings) -> list[Outcome]:
+    tol = settings.cost_tolerance
+    return [
+        _chosen(
+            "all_in_one",
+            b,
+            cand,
+            baselines.all_in_one(cand, b, tol),
+            "no network has every task"
+            if not cand.all_in_one().any()
+            else f"the all-task network costs more than {b:g} + {tol:g}",
+        )
+        for b in settings.budgets
+    ]
+
+
+def _independent(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return [
+        _chosen(
+            "independent",
+            b,
+            cand,
+            baselines.independent(cand, b, settings.cost_tolerance),
+            "no one-size set of single-task networks fits the budget",
+        )
+        for b in settings.budgets
+    ]
+
+
+def _independent_mix(cand: Candidates, settings: Settings) -> list[Outcome]:
+    solutions = baselines.independent_mix(cand, list(settings.budgets), settings.cost_tolerance)
+    return [
+        _chosen(
+            "independent_mix",
+            b,
+            cand,
+            None if s is None else s.chosen,
+            "single-task networks for every task do not fit the budget",
+        )
+        for b, s in zip(settings.budgets, solutions)
+    ]
+
+
+def _deployable(cand: Candidates) -> np.ndarray:
     # Random and worst ignore validation: they are drawn from the deployable networks as a
     # reference for what choosing buys, scored on test like everything else.
-    nets = np.flatnonzero(cand.trained & cand.usable(cand.test))
+    return np.flatnonzero(cand.trained & cand.usable(cand.test))
+
+
+def _random(cand: Candidates, settings: Settings) -> list[Outcome]:
+    nets = _deployable(cand)
     test, cost = cand.test[nets], cand.cost[nets]
+    out = []
     for budget in settings.budgets:
         result = baselines.random_choice(
-            test, cost, budget, tol, settings.random_samples, settings.random_seed
+            test,
+            cost,
+            budget,
+            settings.cost_tolerance,
+            settings.random_samples,
+            settings.random_seed,
         )
         if result is None:
             out.append(Outcome("random", budget, "infeasible", "no random draw covered every task"))
         else:
             out.append(Outcome("random", budget, "ok", random=result))
-        limit = min(WORST_TIME_LIMIT_S, settings.time_limit_s or WORST_TIME_LIMIT_S)
-        worst = worst_cover(test, cost, budget, tol, time_limit=limit)
-        if worst is None:
-            out.append(
-                Outcome(
-                    "worst",
-                    budget,
-                    "infeasible",
-                    "no cover of every task uses the budget (or none found within "
-                    f"{limit:g} s)",
-                )
-            )
-        else:
-            chosen = tuple(int(nets[i]) for i in worst[0])
-            note = (
-                ""
-                if worst[2] <= 0
-                else f"a lower bound: the worst cover found in {limit:g} s, proven within "
-                f"{worst[2]:.3%} of the true worst"
-            )
-            out.append(
-                Outcome(
-                    "worst",
-                    budget,
-                    "ok",
-                    note,
-                    cand=cand,
-                    chosen=chosen,
-                    selection=cand.val,
-                    gap=worst[2],
-                )
-            )
     return out
+
+
+def _worst(cand: Candidates, settings: Settings) -> list[Outcome]:
+    nets = _deployable(cand)
+    test, cost = cand.test[nets], cand.cost[nets]
+    limit = min(WORST_TIME_LIMIT_S, settings.time_limit_s or WORST_TIME_LIMIT_S)
+    out = []
+    for budget in settings.budgets:
+        worst = worst_cover(test, cost, budget, settings.cost_tolerance, time_limit=limit)
+        if worst is None:
+            note = f"no cover of every task uses the budget (or none found within {limit:g} s)"
+            out.append(Outcome("worst", budget, "infeasible", note))
+            continue
+        chosen = tuple(int(nets[i]) for i in worst[0])
+        note = (
+            ""
+            if worst[2] <= 0
+            else f"a lower bound: the worst cover found in {limit:g} s, proven within "
+            f"{worst[2]:.3%} of the true worst"
+        )
+        out.append(
+            Outcome(
+                "worst",
+                budget,
+                "ok",
+                note,
+                cand=cand,
+                chosen=chosen,
+                selection=cand.val,
+                gap=worst[2],
+            )
+        )
+    return out
+
+
+# Every method and baseline: name -> its outcomes at every budget. The order is the report's.
+SOLVERS: dict[str, Callable[[Candidates, Settings], list[Outcome]]] = {
+    "optimal": _optimal,
+    "esa": _esa,
+    "hoa": _hoa,
+    "all_in_one": _all_in_one,
+    "independent": _independent,
+    "independent_mix": _independent_mix,
+    "random": _random,
+    "worst": _worst,
+}
+assert tuple(SOLVERS) == METHODS + BASELINES
+
+
+def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
+    """Every method and baseline at every budget for one method's candidates."""
+    if settings.objective == "normalised":
+        cand = cand.normalised()
+    return [outcome for solver in SOLVERS.values() for outcome in solver(cand, settings)]

@@ -4,59 +4,16 @@ and a summary for people (Markdown). All three are written atomically."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from ..io import atomic_write
-from ..schema import SCHEMA_VERSION, write_table
+from ..schema import GROUPINGS, write_table
 from .candidates import Candidates
-from .run import BASELINES, METHODS, Outcome, Settings
-
-GROUPINGS = pa.schema(
-    [
-        pa.field("architecture", pa.string(), nullable=False),
-        pa.field("weighting", pa.string(), nullable=False),
-        # sum (Standley) or normalised (each task / its full-size single-task loss).
-        pa.field("objective", pa.string(), nullable=False),
-        # Which epoch's losses judged a network: final or best_val.
-        pa.field("epoch", pa.string(), nullable=False),
-        pa.field("budget", pa.float64(), nullable=False),
-        # optimal | esa | hoa | all_in_one | independent | independent_mix | random | worst
-        pa.field("method", pa.string(), nullable=False),
-        # ok | infeasible (nothing fits the budget) | unavailable (e.g. no early losses)
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("note", pa.string(), nullable=True),
-        # The chosen networks (null for random, which is a mean over many choices).
-        pa.field("networks", pa.list_(pa.string()), nullable=True),
-        pa.field("cost", pa.float64(), nullable=True),
-        # One row per task; null on infeasible/unavailable rows.
-        pa.field("task", pa.string(), nullable=True),
-        # The chosen network serving the task on the selection table, and that loss.
-        pa.field("network", pa.string(), nullable=True),
-        pa.field("val_loss", pa.float64(), nullable=True),
-        # The task's best chosen network re-evaluated on test (Standley's scoring), its loss,
-        # and whether that loss is a HOA estimate (a task set that was never trained).
-        pa.field("test_network", pa.string(), nullable=True),
-        pa.field("test_loss", pa.float64(), nullable=True),
-        pa.field("test_estimated", pa.bool_(), nullable=True),
-        pa.field("val_total", pa.float64(), nullable=True),
-        pa.field("test_total", pa.float64(), nullable=True),
-        # Standard deviation over seeds of the chosen set's test total (null: one seed).
-        pa.field("test_total_std", pa.float64(), nullable=True),
-        pa.field("n_seeds", pa.int32(), nullable=False),
-        # Random only: accepted random draws averaged.
-        pa.field("samples", pa.int64(), nullable=True),
-        # Proven relative optimality gap of the answer (0: proven optimal; > 0: a time limit
-        # stopped the MIP first; for worst: how far the worst found may be from the true worst).
-        # Null where no MIP decided (all-in-one, independent, random).
-        pa.field("gap", pa.float64(), nullable=True),
-    ],
-    metadata={"taskgroup.table": "groupings", "taskgroup.schema_version": SCHEMA_VERSION},
-)
+from .scoring import Scored
+from .solving import BASELINES, METHODS, Settings
 
 LABELS = {
     "optimal": "optimal (OS)",
@@ -68,74 +25,6 @@ LABELS = {
     "random": "random",
     "worst": "worst",
 }
-
-
-@dataclass(frozen=True)
-class Scored:
-    """An outcome scored per task on its selection table and on test."""
-
-    outcome: Outcome
-    cand: Candidates
-    val: np.ndarray  # (T,)
-    val_net: np.ndarray  # (T,) network index or -1
-    test: np.ndarray
-    test_net: np.ndarray
-    seed_totals: np.ndarray  # (S,)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome.status == "ok"
-
-    @property
-    def test_total(self) -> float:
-        return float(self.test.sum()) if self.ok else float("nan")
-
-    @property
-    def test_std(self) -> float:
-        finite = self.seed_totals[np.isfinite(self.seed_totals)]
-        return float(finite.std(ddof=1)) if finite.size >= 2 else float("nan")
-
-    def groups(self) -> list[str]:
-        """The chosen networks' task sets, as '{a, b}' strings (estimated ones starred)."""
-        if not self.ok or self.outcome.random is not None:
-            return []
-        out = []
-        for n in self.outcome.chosen:
-            tasks = ", ".join(t for t, m in zip(self.cand.tasks, self.cand.members[n]) if m)
-            size = self.cand.size[n]
-            star = "" if self.cand.trained[n] else "*"
-            out.append(f"{{{tasks}}}{'' if size in (None, 'full') else '@' + size}{star}")
-        return out
-
-
-def _best(table: np.ndarray, chosen: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Per task: least loss over ``chosen`` rows of ``table`` and which row (-1: none)."""
-    idx = np.asarray(chosen, dtype=int)
-    sub = np.where(np.isnan(table[idx]), np.inf, table[idx])
-    arg = np.argmin(sub, axis=0)
-    best = sub[arg, np.arange(sub.shape[1])]
-    found = np.isfinite(best)
-    return np.where(found, best, np.nan), np.where(found, idx[arg], -1)
-
-
-def score(outcome: Outcome, cand: Candidates) -> Scored:
-    """Score ``outcome``: each task by its best chosen network, on selection and on test."""
-    n_task, n_seed = len(cand.tasks), len(cand.seeds)
-    empty = np.full(n_task, np.nan)
-    none = np.full(n_task, -1)
-    if outcome.status != "ok":
-        return Scored(outcome, cand, empty, none, empty, none, np.full(n_seed, np.nan))
-    if outcome.random is not None:
-        return Scored(
-            outcome, cand, empty, none, outcome.random.per_task, none, np.full(n_seed, np.nan)
-        )
-    used = outcome.cand
-    val, val_net = _best(outcome.selection, outcome.chosen)
-    test, test_net = _best(used.test, outcome.chosen)
-    seeds = np.array(
-        [_best(used.test_seeds[:, :, s], outcome.chosen)[0].sum() for s in range(n_seed)]
-    )
-    return Scored(outcome, used, val, val_net, test, test_net, seeds)
 
 
 def groupings_frame(
