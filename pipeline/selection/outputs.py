@@ -4,6 +4,8 @@ and a summary for people (Markdown). All three are written atomically."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from string import Template
 
 import numpy as np
 import pandas as pd
@@ -154,112 +156,120 @@ def _verdict(best: Scored, baseline: Scored) -> str:
     return f"{advantage:+.5f} ({word} seed noise {noise:.5f})"
 
 
+# The summary's prose lives in report/ (summary.md, summary_method.md, string.Template), next to
+# the captions Snakemake's report shows with it; the tables are filled in here.
+TEMPLATES = Path(__file__).resolve().parents[2] / "report"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def _method_section(
+    cand: Candidates, scored: list[Scored], settings: Settings, excluded: pd.DataFrame
+) -> str:
+    by = {(s.outcome.method, s.outcome.budget): s for s in scored}
+    mine = excluded[
+        (excluded["architecture"] == cand.architecture) & (excluded["weighting"] == cand.weighting)
+    ]
+    if mine.empty:
+        excluded_line = "Excluded as diverged: none."
+    else:
+        listed = "; ".join(
+            f"`{r.network}` (seeds {[int(x) for x in r.diverged_seeds]})" for r in mine.itertuples()
+        )
+        excluded_line = f"Excluded as diverged ({len(mine)}): {listed}."
+    budgets = settings.budgets
+    totals = _table(
+        ["budget"] + [LABELS[m] for m in METHODS + BASELINES],
+        [
+            [f"{b:g}"] + [_fmt(by[m, b].test_total, by[m, b].test_std) for m in METHODS + BASELINES]
+            for b in budgets
+        ],
+    )
+    groups = _table(
+        ["budget"] + [LABELS[m] for m in METHODS],
+        [
+            [f"{b:g}"]
+            + [
+                " ".join(by[m, b].groups()) if by[m, b].ok else by[m, b].outcome.status
+                for m in METHODS
+            ]
+            for b in budgets
+        ],
+    )
+    advantage = _table(
+        ["budget", "vs all-in-one", "vs independent", "vs independent (mixed sizes)"],
+        [
+            [f"{b:g}"]
+            + [
+                _verdict(by["optimal", b], by[m, b])
+                for m in ("all_in_one", "independent", "independent_mix")
+            ]
+            for b in budgets
+        ],
+    )
+    ordered = sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
+    notes = [
+        f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
+        for s in ordered
+        if s.outcome.status != "ok"
+    ]
+    unproven = [
+        f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
+        for s in ordered
+        if s.ok and s.outcome.gap is not None and s.outcome.gap > 0
+    ]
+    if unproven:
+        proof = "**Not proven optimal** (a time limit stopped the MIP first):\n\n" + "\n".join(
+            unproven
+        )
+    else:
+        proof = "Every OS, ESA and HOA answer above is proven optimal (MIP gap 0)" + (
+            "; so is every worst cover."
+            if any(s.outcome.method == "worst" and s.ok for s in scored)
+            else "."
+        )
+    template = Template((TEMPLATES / "summary_method.md").read_text())
+    return template.substitute(
+        architecture=cand.architecture,
+        weighting=cand.weighting,
+        n_networks=len(cand.networks),
+        n_tasks=len(cand.tasks),
+        tasks=", ".join(cand.tasks),
+        n_seeds=len(cand.seeds),
+        excluded=excluded_line,
+        totals=totals,
+        groups=groups,
+        advantage=advantage,
+        not_solved="\nNot solved:\n\n" + "\n".join(notes) + "\n" if notes else "",
+        proof=proof,
+    )
+
+
 def summary_markdown(
     results: list[tuple[Candidates, list[Scored]]],
     settings: Settings,
     excluded: pd.DataFrame,
     source: str,
 ) -> str:
-    """Which tasks train together at each budget, per method, and whether it beats baselines
-    by more than the seed noise."""
-    lines = [
-        "# Task groupings",
-        "",
-        f"Source: `{source}`. Objective: **{settings.objective}** of per-task losses "
-        f"({'Standley: plain sum' if settings.objective == 'sum' else 'each task divided by its full-size single-task loss'}); "  # noqa: E501
-        f"networks judged at the **{settings.epoch}** epoch; ESA selects on the epoch at "
-        f"{settings.esa_fraction:g} of training. A budget B admits networks costing at most "
-        f"B + {settings.cost_tolerance:g} in total (extra heads are a rounding error of the "
-        "trunk). Costs: " + (results[0][0].cost_unit if results else "—") + " "
-        f"(`selection.cost: {settings.cost}`). Each method chooses on validation losses and is "
-        "scored on test: every task by "
-        "its best chosen network. `*` marks a HOA task set that was never trained (its test "
-        "loss is estimated from pairs).",
-        "",
-    ]
-    for cand, scored in results:
-        by = {(s.outcome.method, s.outcome.budget): s for s in scored}
-        lines += [f"## {cand.architecture} / {cand.weighting}", ""]
-        lines.append(
-            f"{len(cand.networks)} candidate networks over {len(cand.tasks)} tasks "
-            f"({', '.join(cand.tasks)}), {len(cand.seeds)} seed(s)."
-        )
-        mine = excluded[
-            (excluded["architecture"] == cand.architecture)
-            & (excluded["weighting"] == cand.weighting)
-        ]
-        if mine.empty:
-            lines.append("Excluded as diverged: none.")
-        else:
-            listed = "; ".join(
-                f"`{r.network}` (seeds {[int(x) for x in r.diverged_seeds]})"
-                for r in mine.itertuples()
-            )
-            lines.append(f"Excluded as diverged ({len(mine)}): {listed}.")
-        lines += ["", "### Total test loss", ""]
-        header = ["budget"] + [LABELS[m] for m in METHODS + BASELINES]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for b in settings.budgets:
-            cells = [f"{b:g}"] + [
-                _fmt(by[m, b].test_total, by[m, b].test_std) for m in METHODS + BASELINES
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", "### Which tasks train together", ""]
-        lines += [
-            "| budget | " + " | ".join(LABELS[m] for m in METHODS) + " |",
-            "|---|" + "---|" * len(METHODS),
-        ]
-        for b in settings.budgets:
-            cells = []
-            for m in METHODS:
-                s = by[m, b]
-                cells.append(" ".join(s.groups()) if s.ok else f"{s.outcome.status}")
-            lines.append(f"| {b:g} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "### Optimal grouping's advantage over the baselines",
-            "",
-            "Advantage = baseline total − optimal total (positive: the grouping is "
-            "better). It exceeds seed noise when larger than the larger of the two totals' "
-            "standard deviations over seeds.",
-            "",
-            "| budget | vs all-in-one | vs independent | vs independent (mixed sizes) |",
-            "|---|---|---|---|",
-        ]
-        for b in settings.budgets:
-            best = by["optimal", b]
-            lines.append(
-                f"| {b:g} | {_verdict(best, by['all_in_one', b])} | "
-                f"{_verdict(best, by['independent', b])} | "
-                f"{_verdict(best, by['independent_mix', b])} |"
-            )
-        notes = [
-            f"{s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
-            for s in sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
-            if s.outcome.status != "ok"
-        ]
-        if notes:
-            lines += ["", "Not solved:", ""] + [f"- {n}" for n in notes]
-        unproven = [
-            f"{s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
-            for s in sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
-            if s.ok and s.outcome.gap is not None and s.outcome.gap > 0
-        ]
-        lines += [""]
-        if unproven:
-            lines += ["**Not proven optimal** (`selection.time_limit_s`):", ""]
-            lines += [f"- {n}" for n in unproven]
-        else:
-            lines.append(
-                "Every OS, ESA and HOA answer above is proven optimal (MIP gap 0)"
-                + (
-                    "."
-                    if not any(s.outcome.method == "worst" and s.ok for s in scored)
-                    else "; so is every worst cover."
-                )
-            )
-        lines.append("")
-    return "\n".join(lines)
+    """Which tasks train together at each budget, per method, whether it beats baselines by
+    more than the seed noise, and which answers are not proven optimal."""
+    template = Template((TEMPLATES / "summary.md").read_text())
+    return template.substitute(
+        source=source,
+        objective=settings.objective,
+        objective_meaning="Standley: plain sum"
+        if settings.objective == "sum"
+        else "each task divided by its full-size single-task loss",
+        epoch=settings.epoch,
+        esa_fraction=f"{settings.esa_fraction:g}",
+        tolerance=f"{settings.cost_tolerance:g}",
+        cost_unit=results[0][0].cost_unit if results else "—",
+        cost_model=settings.cost,
+        methods="\n".join(_method_section(c, s, settings, excluded) for c, s in results),
+    )
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:
