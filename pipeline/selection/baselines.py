@@ -117,7 +117,10 @@ def random_choice(
     while accepted < samples and attempts < budget_attempts:
         # Size the batch to the acceptance rate seen so far (rare covers at small budgets).
         rate = accepted / attempts if accepted else 1.0 / max(n_net, 1) if attempts else 1.0
-        batch = int(np.clip((samples - accepted) / rate, 256, 20_000))
+        # The random orders are batch x networks: cap them near 8M entries (64 MB) so that
+        # thousands of networks do not take gigabytes.
+        cap = max(256, min(20_000, 8_000_000 // max(n_net, 1)))
+        batch = int(np.clip((samples - accepted) / rate, 256, cap))
         batch = min(batch, budget_attempts - attempts)
         # Whole batches of draws at once: one random order per row, walked column by column.
         order = rng.permuted(np.tile(np.arange(n_net), (batch, 1)), axis=1)
