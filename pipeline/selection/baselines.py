@@ -95,6 +95,13 @@ class RandomResult:
     attempts: int
 
 
+def max_draws(samples: int, n_net: int, per_sample: int = 50) -> int:
+    """How many random draws random_choice tries at most. Draws cost time in proportion to the
+    networks they walk: beyond a few hundred networks fewer are tried (a fixed number, so the
+    results do not depend on the machine's speed)."""
+    return min(samples * per_sample, max(samples, 20_000_000 // max(n_net, 1)))
+
+
 def random_choice(
     loss: np.ndarray,
     cost: np.ndarray,
@@ -105,15 +112,22 @@ def random_choice(
     max_attempts_per_sample: int = 50,
 ) -> RandomResult | None:
     """Mean test loss of Standley's random feasible choices (module doc); None if no draw out
-    of ``samples * max_attempts_per_sample`` covers every task."""
+    of ``samples * max_attempts_per_sample`` (fewer for large tables, see below) covers every
+    task."""
     rng = np.random.default_rng(seed)
     loss_inf = np.where(np.isnan(loss), np.inf, loss)
     n_net, n_task = loss.shape
     limit = budget + tolerance
     cheapest = cost.min()
+    # Per task, the least cost per task of any network with it: covering a set of tasks costs
+    # at least the sum of these (the fractional set-cover bound).
+    per_task_cost = np.where(
+        np.isfinite(loss_inf), (cost / np.isfinite(loss_inf).sum(1))[:, None], np.inf
+    )
+    need = per_task_cost.min(axis=0)
     sums = np.zeros(n_task)
     accepted = attempts = 0
-    budget_attempts = samples * max_attempts_per_sample
+    budget_attempts = max_draws(samples, n_net, max_attempts_per_sample)
     while accepted < samples and attempts < budget_attempts:
         # Size the batch to the acceptance rate seen so far (rare covers at small budgets).
         rate = accepted / attempts if accepted else 1.0 / max(n_net, 1) if attempts else 1.0
@@ -126,10 +140,11 @@ def random_choice(
         order = rng.permuted(np.tile(np.arange(n_net), (batch, 1)), axis=1)
         spent = np.zeros(batch)
         best = np.full((batch, n_task), np.inf)
+        hopeless = np.zeros(batch, dtype=bool)
         for j in range(n_net):
             # Only draws with budget left, and of those only the ones whose next network fits,
             # are touched: after the first few networks that is a small share of the batch.
-            open_rows = np.flatnonzero(limit - spent >= cheapest)
+            open_rows = np.flatnonzero((limit - spent >= cheapest) & ~hopeless)
             if open_rows.size == 0:
                 break
             nets = order[open_rows, j]
@@ -137,7 +152,11 @@ def random_choice(
             rows, nets = open_rows[fits], nets[fits]
             spent[rows] += cost[nets]
             best[rows] = np.minimum(best[rows], loss_inf[nets])
-        keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest)
+            # A draw that cannot cover its uncovered tasks with the budget left will be
+            # rejected whatever comes next: stop walking it (the accepted draws are unchanged).
+            still_needed = np.isinf(best[rows]) @ need
+            hopeless[rows] = spent[rows] + still_needed > limit + 1e-9
+        keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest) & ~hopeless
         keep_rows = best[keep][: samples - accepted]
         sums += keep_rows.sum(axis=0)
         accepted += len(keep_rows)

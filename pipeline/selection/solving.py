@@ -213,7 +213,9 @@ def _random(cand: Candidates, settings: Settings) -> list[Outcome]:
             settings.random_seed,
         )
         if result is None:
-            out.append(Outcome("random", budget, "infeasible", "no random draw covered every task"))
+            draws = baselines.max_draws(settings.random_samples, len(nets))
+            note = f"none of {draws:,} random draws covered every task"
+            out.append(Outcome("random", budget, "infeasible", note))
         else:
             out.append(Outcome("random", budget, "ok", random=result))
     return out
