@@ -165,3 +165,36 @@ def test_atomic_write_umask_permissions_and_stale_temp_removed(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "done"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_run_external_reports_gap_unit_and_time_limit(tmp_path):
+    from pipeline.selection import Settings, run_external
+
+    loss, cost = planted(6, (2, 3), seed=0)
+    tasks = [f"t{i}" for i in range(6)]
+    rows = []
+    for row, c in zip(loss, cost):
+        members = np.flatnonzero(~np.isnan(row))
+        size = "half" if c == 0.5 else "full"
+        name = "+".join(tasks[i] for i in members) + "@" + size
+        for i in members:
+            rows.append((name, c, size, tasks[i], row[i], row[i] * 1.01))
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows, columns=["network", "cost", "size", "task", "val_loss", "test_loss"]).to_csv(
+        path, index=False
+    )
+    config = {"budgets": [1.5, 2, 3, 6], "time_limit_s": 30, "random_samples": 50}
+    assert Settings.from_config(config).time_limit_s == 30
+    with pytest.raises(ValueError, match="time_limit_s"):
+        Settings.from_config({"time_limit_s": 0})
+    with pytest.raises(ValueError, match="selection.cost"):
+        Settings.from_config({"cost": "flops"})
+    run_external(path, config, tmp_path / "out")
+    frame = pd.read_parquet(tmp_path / "out" / "groupings.parquet")
+    optimal = frame[(frame["method"] == "optimal") & (frame["status"] == "ok")]
+    assert set(optimal["budget"]) == {2, 3, 6} and (optimal["gap"] == 0).all()
+    assert frame.loc[frame["method"] == "random", "gap"].isna().all()
+    infeasible = frame[(frame["method"] == "optimal") & (frame["budget"] == 1.5)]
+    assert infeasible["status"].tolist() == ["infeasible"]
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Standley's units" in summary and "proven optimal" in summary
