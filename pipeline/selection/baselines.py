@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .candidates import Candidates
-from .solver import Solution, solve_budgets
+from .solver import Solution, solve_budgets, task_cost_bound
 
 
 def all_in_one(cand: Candidates, budget: float, tolerance: float) -> tuple[int, ...] | None:
@@ -119,12 +119,9 @@ def random_choice(
     n_net, n_task = loss.shape
     limit = budget + tolerance
     cheapest = cost.min()
-    # Per task, the least cost per task of any network with it: covering a set of tasks costs
-    # at least the sum of these (the fractional set-cover bound).
-    per_task_cost = np.where(
-        np.isfinite(loss_inf), (cost / np.isfinite(loss_inf).sum(1))[:, None], np.inf
-    )
-    need = per_task_cost.min(axis=0)
+    need = task_cost_bound(loss, cost)
+    if need.sum() > limit + 1e-9:
+        return None  # no draw can cover every task within the budget
     sums = np.zeros(n_task)
     accepted = attempts = 0
     budget_attempts = max_draws(samples, n_net, max_attempts_per_sample)

@@ -171,6 +171,14 @@ def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return out
 
 
+def task_cost_bound(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per task, the least cost per task of any network with it: covering a set of tasks costs
+    at least the sum of these (a fractional set-cover bound, free to compute)."""
+    defined = ~np.isnan(np.asarray(loss, dtype=float))
+    share = np.asarray(cost, dtype=float) / np.maximum(defined.sum(axis=1), 1)
+    return np.where(defined, share[:, None], np.inf).min(axis=0)
+
+
 @dataclass(frozen=True)
 class Cover:
     """Bounds on the cheapest set of networks covering every task: no cover costs less than
@@ -522,6 +530,8 @@ def worst_cover(
     row_hi: list[float] = []
     if np.isnan(loss).all(axis=0).any():
         return None
+    if task_cost_bound(loss, cost).sum() > budget + tolerance + 1e-9:
+        return None  # no cover fits: answered without building the model
     obj = list(np.zeros(n_net))
     n_col = n_net
 
