@@ -130,13 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .datasets import DatasetError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DatasetError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        if isinstance(err, ValueError):
+            # Imported here, not up front: .config pulls in torch (models), seconds that
+            # `select` and `solve-external` never need.
+            from .config import ConfigError
+            from .datasets import DatasetError
+
+            if not isinstance(err, (ConfigError, DatasetError)):
+                raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     except Exception as err:  # duckdb errors for bad or writing SQL

@@ -217,3 +217,21 @@ def test_normalised_objective(metrics_path, tmp_path):
     assert independent.sort_values("task")["val_loss"].tolist() == pytest.approx(expected)
     optimal = g[(g["method"] == "optimal") & (g["budget"] == 2)]
     assert optimal["val_total"].iloc[0] <= sum(expected) + 1e-12
+
+
+@pytest.mark.parametrize("cost, fits", [("units", True), ("macs", False)])
+def test_cost_model_decides_whether_the_all_task_network_fits_budget_1(
+    metrics_path, tmp_path, cost, fits
+):
+    # The all-task network's extra heads make it cost 1.0008 relative to a single: one unit
+    # under Standley's units, more than 1 under measured costs (no slack here).
+    run_selection(
+        metrics_path,
+        {"budgets": [1, 2], "random_samples": 20, "cost": cost, "cost_tolerance": 0},
+        tmp_path,
+    )
+    g = pq.read_table(tmp_path / "groupings.parquet").to_pandas()
+    status = g.loc[(g["method"] == "all_in_one") & (g["budget"] == 1), "status"].unique().tolist()
+    assert status == (["ok"] if fits else ["infeasible"])
+    unit = "Standley's units" if cost == "units" else "each architecture's own"
+    assert unit in (tmp_path / "summary.md").read_text()
