@@ -14,6 +14,8 @@ from pipeline.schema import METRICS, check_file, write_table
 from pipeline.selection import GROUPINGS, run_selection
 from pipeline.selection.candidates import Candidates, build, query_metrics
 from pipeline.selection.hoa import higher_order_approximation
+from pipeline.selection.scoring import score
+from pipeline.selection.solving import Outcome
 
 TASKS = ["a", "b", "c"]
 EPOCHS = 5
@@ -174,6 +176,15 @@ def test_hoa_adds_untrained_task_sets():
     assert hoa.test_seeds[6, 0, 0] == pytest.approx(hoa.test[6, 0])
     # With max_order 2 nothing is added.
     assert len(higher_order_approximation(cand, max_order=2).networks) == 6
+
+    # Choosing the estimated triple: its per-task test losses stay (flagged), but no total
+    # mixes them with measured ones; a choice of trained networks keeps its total.
+    estimated = score(Outcome("hoa", 1, "ok", cand=hoa, chosen=(6,), selection=hoa.val), hoa)
+    assert estimated.test_estimated and np.isnan(estimated.test_total)
+    assert np.isfinite(estimated.test).all()
+    trained = score(Outcome("hoa", 2, "ok", cand=hoa, chosen=(3, 2), selection=hoa.val), hoa)
+    assert not trained.test_estimated
+    assert trained.test_total == pytest.approx(test[ab, 0] + test[ab, 1] + test[2, 2])
 
 
 def test_run_selection_end_to_end(metrics_path, tmp_path):

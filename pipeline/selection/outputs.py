@@ -57,6 +57,11 @@ def groupings_frame(
                 continue
             is_random = o.random is not None
             used = s.cand
+            if s.test_estimated:
+                head["note"] = (
+                    "test total not reported: a chosen task set was never trained (HOA "
+                    "estimate); per-task test losses flagged test_estimated"
+                )
             head.update(
                 networks=None if is_random else [used.networks[n] for n in o.chosen],
                 cost=None if is_random else float(used.cost[list(o.chosen)].sum()),

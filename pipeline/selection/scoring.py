@@ -47,11 +47,23 @@ class Scored:
         return self.outcome.status == "ok"
 
     @property
+    def test_estimated(self) -> bool:
+        """Is any task's test loss a HOA estimate (a chosen task set never trained)?"""
+        nets = self.test_net[self.test_net >= 0]
+        return bool(nets.size) and not bool(self.cand.trained[nets].all())
+
+    @property
     def test_total(self) -> float:
-        return float(self.test.sum()) if self.ok else float("nan")
+        """Sum of the measured test losses; NaN when any is an estimate, so that no total mixes
+        estimated and measured losses (``sweep.strategy: pairs`` trains what HOA picks)."""
+        if not self.ok or self.test_estimated:
+            return float("nan")
+        return float(self.test.sum())
 
     @property
     def test_std(self) -> float:
+        if self.test_estimated:
+            return float("nan")
         finite = self.seed_totals[np.isfinite(self.seed_totals)]
         return float(finite.std(ddof=1)) if finite.size >= 2 else float("nan")
 
