@@ -76,10 +76,11 @@ SCENARIOS: dict[str, dict] = {
 }
 
 
-def run(scenario: str, strategy: str, out: Path, cores: int) -> tuple[Path, float]:
+def run(scenario: str, strategy: str, out: Path, cores: int, keep: bool) -> tuple[Path, float]:
     workdir = out / scenario / strategy
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(SCENARIOS[scenario]["config"]))
     config["sweep"]["strategy"] = strategy
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -93,10 +94,16 @@ def run(scenario: str, strategy: str, out: Path, cores: int) -> tuple[Path, floa
     return workdir / "results", time.perf_counter() - started
 
 
-def compute_seconds(results: Path) -> tuple[int, float]:
-    table = pq.read_table(results / "metrics.parquet", columns=["network", "seed", "wall_time_s"])
-    per_net = table.to_pandas().groupby(["network", "seed"])["wall_time_s"].max()
-    return int(per_net.size), float(per_net.sum())
+def compute_seconds(results: Path) -> tuple[int, float, float]:
+    """Networks x seeds, their in-process training seconds, and the seconds of those with 2+
+    tasks (every strategy trains the same singles for the baselines)."""
+    columns = ["network", "seed", "n_tasks", "wall_time_s"]
+    table = pq.read_table(results / "metrics.parquet", columns=columns).to_pandas()
+    per_net = table.groupby(["network", "seed"]).agg(
+        n_tasks=("n_tasks", "first"), seconds=("wall_time_s", "max")
+    )
+    multi = per_net[per_net["n_tasks"] > 1]["seconds"].sum()
+    return int(len(per_net)), float(per_net["seconds"].sum()), float(multi)
 
 
 def os_totals(results: Path) -> pd.DataFrame:
@@ -139,26 +146,46 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["exhaustive", "tag", "pairs"])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "strategies")
+    parser.add_argument(
+        "--keep", action="store_true", help="finish earlier runs in --out instead of restarting"
+    )
+    parser.add_argument(
+        "--report-only", action="store_true", help="tabulate the results already in --out"
+    )
     args = parser.parse_args()
     lines = []
     for scenario in args.scenarios:
         clusters = SCENARIOS[scenario]["clusters"]
         measured = {}
         for strategy in args.strategies:
-            results, wall = run(scenario, strategy, args.out, args.cores)
-            networks, seconds = compute_seconds(results)
-            measured[strategy] = (results, wall, networks, seconds, os_totals(results))
+            if args.report_only:
+                results, wall = args.out / scenario / strategy / "results", float("nan")
+                if not (results / "groupings.parquet").exists():
+                    continue
+            else:
+                results, wall = run(scenario, strategy, args.out, args.cores, args.keep)
+            networks, seconds, multi = compute_seconds(results)
+            measured[strategy] = (results, wall, networks, (seconds, multi), os_totals(results))
             print(f"{scenario} {strategy}: {networks} networks, {seconds:.0f} s training, "
                   f"{wall:.0f} s wall", flush=True)  # fmt: skip
+        if not measured:
+            continue
         reference = measured.get("exhaustive")
         lines += [f"\n### {scenario}\n"]
-        header = "| strategy | networks (x seeds) | compute (s) | compute vs exhaustive |"
+        header = (
+            "| strategy | networks (x seeds) | compute (s) | compute vs exhaustive | "
+            "multi-task compute (s) | multi-task compute vs exhaustive |"
+        )
         if clusters:
             header += f" ARI, OS at budget {clusters} | ARI, TAG selection at {clusters} groups |"
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
-        for strategy, (results, _, networks, seconds, _) in measured.items():
-            share = seconds / reference[3] if reference else float("nan")
-            row = f"| {strategy} | {networks} | {seconds:.0f} | {share:.1%} |"
+        for strategy, (results, _, networks, (seconds, multi), _) in measured.items():
+            share = seconds / reference[3][0] if reference else float("nan")
+            multi_share = multi / reference[3][1] if reference else float("nan")
+            row = (
+                f"| {strategy} | {networks} | {seconds:.0f} | {share:.1%} | {multi:.0f} | "
+                f"{multi_share:.1%} |"
+            )
             if clusters:
                 row += f" {os_ari(results, clusters):.2f} | {tag_ari(results, clusters):.2f} |"
             lines.append(row)
