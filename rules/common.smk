@@ -137,3 +137,26 @@ def train_spec(wildcards):
         wildcards.architecture,
         wildcards.weighting,
     )
+
+
+def pending_trainings():
+    """The trainings this Snakemake process still has to run, for packed training
+    (pipeline.packing). Only a local run's process sees the sweep's DAG: a cluster job
+    process sees its own job only, so it trains alone."""
+    from pipeline.packing import TrainJob
+
+    try:
+        jobs = list(workflow.dag.needrun_jobs())
+    except RuntimeError:  # the DAG changed under us (a checkpoint re-evaluation): no packing
+        return []
+    return [
+        TrainJob(
+            job.params.spec,
+            str(job.output.metrics),
+            str(job.log[0]),
+            job.params.checkpoint,
+            str(job.input.split),
+        )
+        for job in jobs
+        if job.rule.name == "train"
+    ]
