@@ -28,8 +28,8 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from .models.layers import BinaryInput, SparseBatch, SparseMatrix
 from .metrics import masked_binary_losses
+from .models.layers import BinaryInput, SparseBatch, SparseMatrix
 from .training import EpochResult, Trainer, _log_line
 
 PACKED_ARCHITECTURES = frozenset({"hard_sharing"})
@@ -77,6 +77,101 @@ def _packed_take(x: SparseMatrix, batches: torch.Tensor, in_features: int) -> Sp
     return SparseBatch(flat.indices + shift, flat.offsets)
 
 
+def _batched_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.linear`` of P members at once: (P, B, in) x (P, out, in) + (P, out)."""
+    if weight.shape[1] == 1:
+        # Alone, a one-output layer is a matrix-vector product (addmv); W @ h^T rounds like it,
+        # h @ W^T does not.
+        return torch.baddbmm(bias.unsqueeze(2), weight, h.transpose(1, 2)).transpose(1, 2)
+    return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+
+
+_exact_cache: dict[tuple, bool] = {}
+_exact_lock = threading.Lock()
+
+
+def _batched_is_exact(
+    p: int, rows: int, in_features: int, out_features: int, device: torch.device, dtype
+) -> bool:
+    """Does the batched product give every member bitwise its own ``F.linear`` (forward and
+    backward) at this shape? CPU BLAS picks kernels by size and alignment (tiny or odd shapes
+    round differently in bmm than in addmm), so it is probed once per shape rather than
+    assumed; where it differs, the pack runs each member's own op for that layer."""
+    p = min(p, 8)  # member offsets past a few repeat the same alignments
+    key = (p, rows, in_features, out_features, str(device), dtype)
+    with _exact_lock:
+        if key in _exact_cache:
+            return _exact_cache[key]
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    h, w, b = rand(p, rows, in_features), rand(p, out_features, in_features), rand(p, out_features)
+    grad = rand(p, rows, out_features)
+    hp, wp, bp = (t.clone().requires_grad_() for t in (h, w, b))
+    out = _batched_linear(hp, wp, bp)
+    out.backward(grad)
+    exact = True
+    for m in range(p):
+        ha, wa, ba = (t[m].clone().requires_grad_() for t in (h, w, b))
+        alone = nn.functional.linear(ha, wa, ba)
+        alone.backward(grad[m])
+        exact = exact and all(
+            torch.equal(x, y)
+            for x, y in ((alone, out[m]), (ha.grad, hp.grad[m]), (wa.grad, wp.grad[m]),
+                         (ba.grad, bp.grad[m]))
+        )  # fmt: skip
+    with _exact_lock:
+        _exact_cache[key] = exact
+    return exact
+
+
+class _PackedBinaryInput(torch.autograd.Function):
+    """Member p's rows of a stacked (P, in, out) weight summed per bag, for P networks' batches
+    in one ``embedding_bag`` call. The forward is bitwise the members' own; the backward runs
+    ``embedding_bag``'s own backward once per member on that member's indices, because one call
+    over all members accumulates each weight row's contributions in another order (last-bit
+    differences that grow over training)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor, n: int):
+        p, in_features, out_features = weight.shape
+        out, offset2bag, bag_size, max_indices = torch.ops.aten._embedding_bag(
+            weight.reshape(-1, out_features), indices, offsets, False, 0, False, None, False, -1
+        )
+        ctx.save_for_backward(indices, offsets, offset2bag, bag_size, max_indices)
+        ctx.shape = (p, in_features, n)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        indices, offsets, offset2bag, bag_size, max_indices = ctx.saved_tensors
+        p, in_features, n = ctx.shape
+        bounds = torch.cat([offsets[::n], offsets.new_tensor([indices.numel()])]).tolist()
+        grads = []
+        for m in range(p):
+            lo, hi = bounds[m], bounds[m + 1]
+            rows = slice(m * n, (m + 1) * n)
+            grads.append(
+                torch.ops.aten._embedding_bag_backward(
+                    grad[rows],
+                    indices[lo:hi] - m * in_features,
+                    offsets[rows] - lo,
+                    offset2bag,
+                    bag_size[rows],
+                    max_indices[rows],
+                    in_features,
+                    False,
+                    0,
+                    False,
+                    None,
+                    -1,
+                )  # fmt: skip
+            )
+        return torch.stack(grads), None, None, None
+
+
 class PackedHardSharing(nn.Module):
     """P HardSharing networks of one shape as stacked parameters. The members' own modules keep
     working (evaluation, state_dict, checkpoints): their parameters become views of the stacked
@@ -92,31 +187,30 @@ class PackedHardSharing(nn.Module):
         for name in self.names:
             per_member = [dict(m.named_parameters())[name] for m in members]
             self.stacked.append(nn.Parameter(torch.stack([p.detach() for p in per_member])))
-        self._by_name = dict(zip(self.names, self.stacked))
+        self.by_name = dict(zip(self.names, self.stacked))
         for p, member in enumerate(members):
             for name, param in member.named_parameters():
-                param.data = self._by_name[name].data[p]
+                param.data = self.by_name[name].data[p]
         self.trunk_depth = len(first.trunk.layers)
         self.head_depths = [len(head.layers) for head in first.heads]
 
     def _dense(self, prefix: str, h: torch.Tensor) -> torch.Tensor:
-        weight, bias = self._by_name[f"{prefix}.weight"], self._by_name[f"{prefix}.bias"]
-        if weight.shape[1] == 1:
-            # Alone, a one-output layer is a matrix-vector product (addmv); W @ h^T rounds the
-            # same way, h @ W^T does not (it differs in the last bit).
-            return torch.baddbmm(bias.unsqueeze(2), weight, h.transpose(1, 2)).transpose(1, 2)
-        return torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        weight, bias = self.by_name[f"{prefix}.weight"], self.by_name[f"{prefix}.bias"]
+        if not _batched_is_exact(weight.shape[0], h.shape[1], weight.shape[2], weight.shape[1],
+                                 h.device, h.dtype):  # fmt: skip
+            return torch.stack([
+                nn.functional.linear(h[p], weight[p], bias[p]) for p in range(weight.shape[0])
+            ])  # fmt: skip
+        return _batched_linear(h, weight, bias)
 
     def forward(self, x, batches: torch.Tensor) -> list[torch.Tensor]:
         """Each task's (P, B, out) outputs for the (P, B) row ids ``batches``."""
         n, b = batches.shape
         if self.binary:
-            weight = self._by_name["trunk.layers.0.weight"]
-            bias = self._by_name["trunk.layers.0.bias"]
+            weight = self.by_name["trunk.layers.0.weight"]
+            bias = self.by_name["trunk.layers.0.bias"]
             sparse = _packed_take(x, batches, weight.shape[1])
-            out = nn.functional.embedding_bag(
-                sparse.indices, weight.reshape(-1, weight.shape[2]), sparse.offsets, mode="sum"
-            )
+            out = _PackedBinaryInput.apply(weight, sparse.indices, sparse.offsets, b)
             h = out.view(n, b, -1) + bias.unsqueeze(1)
         else:
             h = self._dense("trunk.layers.0", x[batches])
@@ -141,7 +235,7 @@ class _Member:
     trainer: Trainer
     model: nn.Module
     weighting: nn.Module
-    optimizer: torch.optim.Optimizer  # the member's own Adam: its checkpoint format, never stepped
+    optimizer: torch.optim.Optimizer  # the member's own Adam: its checkpoint format
     n_labelled: dict
     macs: int
     cost: float
@@ -201,13 +295,17 @@ class PackedTrainer:
     def _fit_group(self, members: list[_Member]) -> list[pa.Table]:
         lead = members[0].trainer
         packed = PackedHardSharing([m.model for m in members]).to(self.device)
-        optimizer = torch.optim.Adam(
-            list(packed.parameters()) + [p for m in members for p in m.weighting.parameters()],
-            lr=lead.lr,
-            weight_decay=lead.weight_decay,
-            fused=True,
-        )
-        self._load_optimizer_states(members, packed, optimizer)
+        # One fused Adam over every member's own parameter tensors (views of the stacked
+        # ones), not over the stacked tensors: the CPU kernel splits each tensor into SIMD
+        # blocks and a scalar tail, so only a member's own tensor rounds exactly as alone. Its
+        # state per parameter is the member's own (checkpoints), and a diverged member's
+        # parameters get no gradient, so Adam leaves them alone.
+        params = [p for m in members for p in self._own_parameters(m)]
+        optimizer = torch.optim.Adam(params, lr=lead.lr, weight_decay=lead.weight_decay, fused=True)
+        for m in members:
+            for param in self._own_parameters(m):
+                if param in m.optimizer.state:
+                    optimizer.state[param] = m.optimizer.state[param]
         started = time.perf_counter()
         first_epoch = members[0].first_epoch
         fused = all(m.trainer.inputs is not None and m.trainer._fused is not None for m in members)
@@ -260,15 +358,16 @@ class PackedTrainer:
                 if not any(active):
                     break
                 optimizer.zero_grad(set_to_none=True)
+                for stacked in packed.parameters():
+                    stacked.grad = None
                 torch.where(alive, totals, torch.zeros_like(totals)).sum().backward()
-                if not all(active):
-                    dead = ~alive
-                    for param in packed.parameters():
-                        param.grad[dead] = 0
-                    for p, m in enumerate(members):
-                        if not active[p]:
-                            for param in m.weighting.parameters():
-                                param.grad = None
+                for p, m in enumerate(members):
+                    if active[p]:
+                        for name, param in m.model.named_parameters():
+                            param.grad = packed.by_name[name].grad[p]
+                    else:
+                        for param in m.weighting.parameters():
+                            param.grad = None
                 optimizer.step()
                 for p, m in enumerate(members):
                     if active[p]:
@@ -294,10 +393,8 @@ class PackedTrainer:
                 if m.diverged_at is not None:
                     m.done = True
             if any(m.trainer.checkpoint.due(final=epoch == lead.epochs) for m in members):
-                self._save_checkpoints(members, packed, optimizer, epoch, elapsed)
-        return [
-            m.trainer.table(m.epoch_rows, m.macs, m.cost, m.diverged_at) for m in members
-        ]
+                self._save_checkpoints(members, optimizer, epoch, elapsed)
+        return [m.trainer.table(m.epoch_rows, m.macs, m.cost, m.diverged_at) for m in members]
 
     @staticmethod
     def _combine(members: list[_Member], losses: torch.Tensor) -> torch.Tensor:
@@ -308,51 +405,17 @@ class PackedTrainer:
             return losses.sum(dim=1)
         return torch.stack([m.weighting.combine(losses[p], m.model) for p, m in enumerate(members)])
 
-    # ---- optimiser state <-> each member's own Adam (the checkpoint format alone) -----------
     @staticmethod
-    def _pairs(members: list[_Member], packed: PackedHardSharing):
-        """(stacked parameter, member index, member's parameter) for every model parameter."""
-        for p, m in enumerate(members):
-            own = dict(m.model.named_parameters())
-            for name, stacked in zip(packed.names, packed.stacked):
-                yield stacked, p, own[name]
+    def _own_parameters(m: _Member) -> list[nn.Parameter]:
+        return list(m.model.parameters()) + list(m.weighting.parameters())
 
-    def _load_optimizer_states(self, members, packed, optimizer) -> None:
-        if not any(m.optimizer.state for m in members):
-            return
-        for stacked, p, own in self._pairs(members, packed):
-            src = members[p].optimizer.state.get(own)
-            if not src:
-                continue
-            dst = optimizer.state.setdefault(stacked, {})
-            for key, value in src.items():
-                if key == "step":
-                    dst["step"] = value.clone()
-                    continue
-                if key not in dst:
-                    dst[key] = torch.zeros_like(stacked)
-                dst[key][p].copy_(value)
-        for m in members:
-            for param in m.weighting.parameters():
-                if param in m.optimizer.state:
-                    optimizer.state[param] = {
-                        k: v.clone() for k, v in m.optimizer.state[param].items()
-                    }
-
-    def _save_checkpoints(self, members, packed, optimizer, epoch: int, elapsed) -> None:
-        for stacked, p, own in self._pairs(members, packed):
-            src = optimizer.state.get(stacked, {})
-            members[p].optimizer.state[own] = {
-                k: (v.clone() if k == "step" else v[p].clone()) for k, v in src.items()
-            }
+    def _save_checkpoints(self, members, optimizer, epoch: int, elapsed) -> None:
         for m in members:
             if m.done:
                 continue
-            for param in m.weighting.parameters():
+            for param in self._own_parameters(m):
                 if param in optimizer.state:
-                    m.optimizer.state[param] = {
-                        k: v.clone() for k, v in optimizer.state[param].items()
-                    }
+                    m.optimizer.state[param] = optimizer.state[param]
             t = m.trainer
             t.checkpoint.save(
                 t.checkpoint_state(
@@ -387,8 +450,6 @@ def train_pack(
         log(f"pack of {len(trainers)} networks out of memory ({err}); retrying as two packs")
         fresh = [t.fresh() for t in trainers]
         return train_pack(fresh[:half], log) + train_pack(fresh[half:], log)
-
-
 
 
 # ---- packing the jobs Snakemake is about to run -----------------------------------------------
@@ -436,11 +497,12 @@ class PackScheduler:
         self.queue: list[_Pack] = []
 
     def _plan(self, jobs: Sequence[TrainJob], size: int) -> None:
-        groups: dict[str, list[TrainJob]] = {}
+        groups: dict[str, dict[str, TrainJob]] = {}
         for job in jobs:
             if job.output not in self.slots and packable(job.spec):
-                groups.setdefault(pack_key(job.spec), []).append(job)
-        for key, members in groups.items():
+                groups.setdefault(pack_key(job.spec), {})[job.output] = job
+        for key, by_output in groups.items():
+            members = list(by_output.values())
             # Even packs: 70 networks at 32 make 24+23+23, not 32+32+6.
             n_packs = -(-len(members) // size)
             for i in range(n_packs):
