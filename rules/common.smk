@@ -145,9 +145,13 @@ def pending_trainings():
     process sees its own job only, so it trains alone."""
     from pipeline.packing import TrainJob
 
+    dag = workflow.dag
+    if dag is None:
+        return []
     try:
-        jobs = list(workflow.dag.needrun_jobs())
-    except RuntimeError:  # the DAG changed under us (a checkpoint re-evaluation): no packing
+        jobs = list(dag.needrun_jobs())
+    except RuntimeError:
+        # The DAG changed under us (a checkpoint re-evaluation): no packing this time.
         return []
     return [
         TrainJob(
