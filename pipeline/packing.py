@@ -37,6 +37,8 @@ PACKED_WEIGHTINGS = frozenset({"equal", "uncertainty", "dwa"})
 # Automatic pack size: past ~32 members the per-op overhead is already amortised (a 1024x128
 # trunk of 32 networks is ~4 M weights per step) and bigger packs only delay the first results.
 AUTO_PACK = 32
+# Cells per SIMD block that no CPU kernel exceeds (AVX-512: 16 floats, unrolled up to 4x).
+SIMD_CELLS = 64
 
 
 def packable(spec: dict) -> bool:
@@ -77,6 +79,17 @@ def _packed_take(x: SparseMatrix, batches: torch.Tensor, in_features: int) -> Sp
     return SparseBatch(flat.indices + shift, flat.offsets)
 
 
+def _packed_take(x: SparseMatrix, batches: torch.Tensor, in_features: int) -> SparseBatch:
+    """The (P, B) row ids of P networks' batches as one SparseBatch over a stacked
+    (P * in_features, out) weight: member p's set-bit indices are offset by p * in_features."""
+    flat = x.take(batches.reshape(-1))
+    starts = x.indptr[batches]
+    counts = (x.indptr[batches + 1] - starts).sum(dim=1)
+    members = torch.arange(batches.shape[0], device=batches.device)
+    shift = torch.repeat_interleave(members * in_features, counts)
+    return SparseBatch(flat.indices + shift, flat.offsets)
+
+
 def _batched_linear(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.linear`` of P members at once: (P, B, in) x (P, out, in) + (P, out)."""
     if weight.shape[1] == 1:
@@ -97,7 +110,8 @@ def _batched_is_exact(
     backward) at this shape? CPU BLAS picks kernels by size and alignment (tiny or odd shapes
     round differently in bmm than in addmm), so it is probed once per shape rather than
     assumed; where it differs, the pack runs each member's own op for that layer."""
-    p = min(p, 8)  # member offsets past a few repeat the same alignments
+    # Member blocks past 16 repeat the first 16's alignments (4-byte offsets mod 64 bytes).
+    p = min(p, 16)
     key = (p, rows, in_features, out_features, str(device), dtype)
     with _exact_lock:
         if key in _exact_cache:
@@ -335,7 +349,10 @@ class PackedTrainer:
             for s in range(n_steps):
                 batches = torch.stack([b[s] for b in per_member])
                 outputs = packed(lead.inputs.x, batches)
-                if fused:
+                # Elementwise kernels with exp/log (the loss's sigmoid) round differently in
+                # their SIMD body and scalar tail; stacked, a member's cells stay in the same
+                # kind of block as alone only if its block is a whole number of SIMD blocks.
+                if fused and (batches.shape[1] * len(lead.tasks)) % SIMD_CELLS == 0:
                     losses = masked_binary_losses(
                         torch.cat(outputs, dim=2),
                         safe_y[member_ids[:, None], batches],
