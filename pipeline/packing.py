@@ -351,13 +351,22 @@ class PackedTrainer:
                 outputs = packed(lead.inputs.x, batches)
                 # Elementwise kernels with exp/log (the loss's sigmoid) round differently in
                 # their SIMD body and scalar tail; stacked, a member's cells stay in the same
-                # kind of block as alone only if its block is a whole number of SIMD blocks.
-                if fused and (batches.shape[1] * len(lead.tasks)) % SIMD_CELLS == 0:
-                    losses = masked_binary_losses(
-                        torch.cat(outputs, dim=2),
-                        safe_y[member_ids[:, None], batches],
-                        mask[member_ids[:, None], batches],
-                    )
+                # kind of block as alone only if its block is a whole number of SIMD blocks,
+                # else each member's loss is its own call. Either way the logits are one
+                # (P, B, tasks) tensor, so gradients reach the heads in alone's layout.
+                if fused:
+                    logits = torch.cat(outputs, dim=2)
+                    if (batches.shape[1] * len(lead.tasks)) % SIMD_CELLS == 0:
+                        losses = masked_binary_losses(
+                            logits,
+                            safe_y[member_ids[:, None], batches],
+                            mask[member_ids[:, None], batches],
+                        )
+                    else:
+                        losses = torch.stack([
+                            masked_binary_losses(logits[p], safe_y[p][rows], mask[p][rows])
+                            for p, rows in enumerate(batches)
+                        ])  # fmt: skip
                 else:
                     losses = torch.stack([
                         m.trainer.losses_from_outputs([o[p] for o in outputs], batches[p])
