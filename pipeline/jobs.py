@@ -13,10 +13,12 @@ def split_job(input, output, params, log, threads) -> None:
     write_split_for(params.dataset, params.split, output.split, log[0])
 
 
-def train_job(input, output, params, log, threads) -> None:
+def train_job(input, output, params, log, threads, pending=None, pack="off") -> None:
     from .training import run_snakemake_job
 
-    run_snakemake_job(_named(input), _named(output), _named(params), list(log), threads)
+    run_snakemake_job(
+        _named(input), _named(output), _named(params), list(log), threads, pending, pack
+    )
 
 
 def collect_job(input, output, params, log, threads) -> None:

@@ -32,7 +32,8 @@ def masked_binary_losses(
     """``masked_loss`` of several binary tasks at once: (rows, tasks) logits, targets with
     missing labels set to 0 and a 0/1 mask of labelled cells; a task without labels gets 0."""
     per_cell = F.binary_cross_entropy_with_logits(logits, safe_target, reduction="none")
-    return (per_cell * mask).sum(0) / mask.sum(0).clamp_min(1)
+    # Rows are the second-to-last axis, so a (networks, rows, tasks) pack reduces the same way.
+    return (per_cell * mask).sum(-2) / mask.sum(-2).clamp_min(1)
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:

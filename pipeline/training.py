@@ -331,25 +331,114 @@ class Trainer:
         """(split, task index) -> (loss, metric) on every split, in chunks of EVAL_CHUNK rows."""
         return _evaluate(model, self.inputs, self.types, diverged)
 
-    # ---- the recorded training -----------------------------------------------------------
-    def fit(self) -> pa.Table:
-        tasks, types = self.tasks, self.types
-        model, weighting = self.build_model(), self.new_weighting()
+    # ---- the recorded training, in pieces a packed training shares ------------------------
+    def fresh(self) -> Trainer:
+        """A new trainer for the same network (its generator back at the start)."""
+        trainer = Trainer(
+            self.data, self.labels, self.spec, self.device, self.log, self.checkpoint,
+            self.observer,
+        )  # fmt: skip
+        trainer.state_key = self.state_key
+        return trainer
+
+    def labelled_counts(self) -> dict:
+        """(split, task index) -> labelled rows."""
         inputs = self.inputs
-        n_labelled = {
+        return {
             (s, j): int((~torch.isnan(inputs.y[inputs.rows[s], j])).sum()) for s in SPLITS
-            for j in range(len(tasks))
+            for j in range(len(self.tasks))
         }  # fmt: skip
 
-        def learned_rows(values: dict[str, list[float]], epoch: int, elapsed: float) -> list:
-            """What a method learned (task weights, AdaShare's policy) as train-split rows."""
-            return [
-                {"task": tasks[j], "task_type": types[j], "split": "train", "epoch": epoch,
-                 "metric": name, "value": float(v), "n_labelled": n_labelled[("train", j)],
-                 "wall_time_s": elapsed}
-                for name, per_task in values.items() for j, v in enumerate(per_task)
-            ]  # fmt: skip
+    def learned_rows(
+        self, values: dict[str, list[float]], epoch: int, elapsed: float, n_labelled: dict
+    ) -> list[dict]:
+        """What a method learned (task weights, AdaShare's policy) as train-split rows."""
+        tasks, types = self.tasks, self.types
+        return [
+            {"task": tasks[j], "task_type": types[j], "split": "train", "epoch": epoch,
+             "metric": name, "value": float(v), "n_labelled": n_labelled[("train", j)],
+             "wall_time_s": elapsed}
+            for name, per_task in values.items() for j, v in enumerate(per_task)
+        ]  # fmt: skip
 
+    def evaluation_rows(
+        self, evaluation: dict, epoch: int, elapsed: float, n_labelled: dict
+    ) -> list[dict]:
+        """Each split's loss and metric rows of one epoch."""
+        tasks, types = self.tasks, self.types
+        rows = []
+        for (split, j), (loss, metric) in evaluation.items():
+            for metric_name, value in (("loss", loss), (METRIC_OF[types[j]], metric)):
+                rows.append({
+                    "task": tasks[j], "task_type": types[j], "split": split,
+                    "epoch": epoch, "metric": metric_name, "value": value,
+                    "n_labelled": n_labelled[(split, j)], "wall_time_s": elapsed,
+                })  # fmt: skip
+        return rows
+
+    def model_cost(self, model: nn.Module) -> tuple[int, float]:
+        """(multiply-adds, cost) of the model actually trained (AdaShare: its fixed policy)."""
+        macs = int(model.macs())
+        return macs, macs / reference_macs(self.spec["architecture"], self.shape)
+
+    def new_optimizer(self, model: nn.Module, weighting: Weighting) -> torch.optim.Optimizer:
+        return torch.optim.Adam(
+            list(model.parameters()) + list(weighting.parameters()),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
+            fused=True,
+        )
+
+    def resume(
+        self, resumed: dict, optimizer: torch.optim.Optimizer, weighting: Weighting
+    ) -> tuple[list[dict], int]:
+        """Restore a checkpoint's optimiser, weighting, RNG and observer state; return the
+        rows so far and the first epoch still to train."""
+        optimizer.load_state_dict(resumed["optimizer"])
+        weighting.load_state_dict(resumed["weighting"])
+        self.generator.set_state(resumed["generator"])
+        if self.observer is not None:
+            self.observer.load_state_dict(resumed["observer"])
+        self.log(f"resumed from {self.checkpoint.path} after epoch {resumed['epoch']}")
+        return list(resumed["epoch_rows"]), resumed["epoch"] + 1
+
+    def checkpoint_state(
+        self,
+        epoch: int,
+        elapsed: float,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        weighting: Weighting,
+        epoch_rows: list[dict],
+    ) -> dict:
+        return {
+            "config_hash": self.state_key, "epoch": epoch, "elapsed": elapsed,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "weighting": weighting.state_dict(), "generator": self.generator.get_state(),
+            "observer": self.observer.state_dict() if self.observer else {},
+            "epoch_rows": epoch_rows,
+        }  # fmt: skip
+
+    def table(
+        self, epoch_rows: list[dict], macs: int, cost: float, diverged_at: int | None
+    ) -> pa.Table:
+        """The network's METRICS table: its rows plus its constant columns."""
+        tasks = self.tasks
+        constant = {
+            "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
+            "n_tasks": len(tasks), "size": self.spec["size"], "width": int(self.widths[0]),
+            "cost": cost, "macs": macs, "architecture": self.spec["architecture"],
+            "weighting": self.spec["weighting"], "seed": int(self.spec["seed"]),
+            "epochs": self.epochs, "device": str(self.device), "config_hash": self.config_hash,
+            "versions": package_versions(),
+            "status": "ok" if diverged_at is None else "diverged", "diverged_epoch": diverged_at,
+        }  # fmt: skip
+        return rows_to_table(epoch_rows, constant)
+
+    def fit(self) -> pa.Table:
+        model, weighting = self.build_model(), self.new_weighting()
+        n_labelled = self.labelled_counts()
         diverged_at: int | None = None
         epoch_rows: list[dict] = []
         first_epoch = 1
@@ -362,28 +451,12 @@ class Trainer:
             if pretrained is not None:
                 model = pretrained.model
                 elapsed = time.perf_counter() - started
-                epoch_rows += learned_rows(pretrained.recorded, 0, elapsed)
-        # Cost from the model actually trained (AdaShare: under its fixed policy).
-        macs = int(model.macs())
-        cost = macs / reference_macs(self.spec["architecture"], self.shape)
-
-        optimizer = torch.optim.Adam(
-            list(model.parameters()) + list(weighting.parameters()),
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            # One fused kernel per step instead of ~8 per parameter: small nets are launch-bound.
-            fused=True,
-        )
+                epoch_rows += self.learned_rows(pretrained.recorded, 0, elapsed, n_labelled)
+        macs, cost = self.model_cost(model)
+        optimizer = self.new_optimizer(model, weighting)
         if resumed is not None:
-            optimizer.load_state_dict(resumed["optimizer"])
-            weighting.load_state_dict(resumed["weighting"])
-            self.generator.set_state(resumed["generator"])
-            if self.observer is not None:
-                self.observer.load_state_dict(resumed["observer"])
-            epoch_rows = list(resumed["epoch_rows"])
-            first_epoch = resumed["epoch"] + 1
+            epoch_rows, first_epoch = self.resume(resumed, optimizer, weighting)
             started = time.perf_counter() - resumed["elapsed"]
-            self.log(f"resumed from {self.checkpoint.path} after epoch {resumed['epoch']}")
 
         for epoch in range(first_epoch, self.epochs + 1):
             result = self.run_epoch(model, weighting, optimizer, observer=self.observer)
@@ -396,36 +469,16 @@ class Trainer:
                 self.observer.end_epoch(epoch)
             evaluation = self.evaluate(model, diverged_at is not None)
             elapsed = time.perf_counter() - started
-            for (split, j), (loss, metric) in evaluation.items():
-                for metric_name, value in (("loss", loss), (METRIC_OF[types[j]], metric)):
-                    epoch_rows.append({
-                        "task": tasks[j], "task_type": types[j], "split": split,
-                        "epoch": epoch, "metric": metric_name, "value": value,
-                        "n_labelled": n_labelled[(split, j)], "wall_time_s": elapsed,
-                    })  # fmt: skip
-            epoch_rows += learned_rows(learned, epoch, elapsed)
-            self.log(_log_line(epoch, self.epochs, tasks, evaluation, elapsed, diverged_at))
+            epoch_rows += self.evaluation_rows(evaluation, epoch, elapsed, n_labelled)
+            epoch_rows += self.learned_rows(learned, epoch, elapsed, n_labelled)
+            self.log(_log_line(epoch, self.epochs, self.tasks, evaluation, elapsed, diverged_at))
             if diverged_at is not None:
                 break
             if self.checkpoint.due(final=epoch == self.epochs):
-                self.checkpoint.save({
-                    "config_hash": self.state_key, "epoch": epoch, "elapsed": elapsed,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "weighting": weighting.state_dict(), "generator": self.generator.get_state(),
-                    "observer": self.observer.state_dict() if self.observer else {},
-                    "epoch_rows": epoch_rows,
-                })  # fmt: skip
-
-        constant = {
-            "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
-            "n_tasks": len(tasks), "size": self.spec["size"], "width": int(self.widths[0]),
-            "cost": cost, "macs": macs, "architecture": self.spec["architecture"],
-            "weighting": self.spec["weighting"], "seed": int(self.spec["seed"]),
-            "epochs": self.epochs, "device": str(self.device), "config_hash": self.config_hash,
-            "versions": package_versions(),
-            "status": "ok" if diverged_at is None else "diverged", "diverged_epoch": diverged_at,
-        }  # fmt: skip
-        return rows_to_table(epoch_rows, constant)
+                self.checkpoint.save(
+                    self.checkpoint_state(epoch, elapsed, model, optimizer, weighting, epoch_rows)
+                )
+        return self.table(epoch_rows, macs, cost, diverged_at)
 
 
 def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
@@ -486,12 +539,29 @@ def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
     return " | ".join(parts)
 
 
-def run_snakemake_job(input: dict, output: dict, params: dict, log: list, threads: int = 1) -> None:
+def run_snakemake_job(
+    input: dict,
+    output: dict,
+    params: dict,
+    log: list,
+    threads: int = 1,
+    pending: Callable[[], list] | None = None,
+    pack: str | int | bool = "off",
+) -> None:
     """The ``train`` rule's body (and ``estimate_affinity``'s, whose params add ``tag``: the
     network's training is the same, with TAG's affinity recorded to ``output["affinity"]``):
-    the same call in a Snakemake thread, a job process or a Dask worker."""
+    the same call in a Snakemake thread, a job process or a Dask worker. With ``pending`` (the
+    trainings this process's Snakemake still has to run) and ``pack`` (``training.pack``), the
+    network is trained in a pack with same-shape ones (``pipeline.packing``)."""
     torch.set_num_threads(max(1, int(threads)))
     spec = params["spec"]
+    if pending is not None and params.get("tag") is None:
+        from .packing import pack_size, packable, run_packed_job
+
+        size = pack_size(pack)
+        if size > 1 and packable(spec):
+            run_packed_job(input, output, params, log, pending, size)
+            return
     device = resolve_device()
     data = load_dataset(spec["dataset"])
     labels = read_split(input["split"], data.n_rows)

@@ -153,3 +153,30 @@ def candidate_inputs(wildcards):
             network_file(net, seed, method) for seed in SEEDS for net in NETWORKS
         ]
     }
+
+
+def pending_trainings():
+    """The trainings this Snakemake process still has to run, for packed training
+    (pipeline.packing). Only a local run's process sees the sweep's DAG: a cluster job
+    process sees its own job only, so it trains alone."""
+    from pipeline.packing import TrainJob
+
+    dag = workflow.dag
+    if dag is None:
+        return []
+    try:
+        jobs = list(dag.needrun_jobs())
+    except RuntimeError:
+        # The DAG changed under us (a checkpoint re-evaluation): no packing this time.
+        return []
+    return [
+        TrainJob(
+            job.params.spec,
+            str(job.output.metrics),
+            str(job.log[0]),
+            job.params.checkpoint,
+            str(job.input.split),
+        )
+        for job in jobs
+        if job.rule.name == "train"
+    ]

@@ -18,4 +18,13 @@ rule train:
         # The Dask executor calls this in a warm worker instead of spawning a job process.
         inprocess_entry="pipeline.training:run_snakemake_job",
     run:
-        train_job(input, output, params, log, threads)
+        # training.pack is passed here, not in params: it must never retrain a network.
+        train_job(
+            input,
+            output,
+            params,
+            log,
+            threads,
+            pending_trainings,
+            config["training"]["pack"],
+        )
