@@ -42,8 +42,15 @@ SIMD_CELLS = 64
 
 
 def packable(spec: dict) -> bool:
-    """Can this network be trained in a pack (else: one network at a time)?"""
-    return spec["architecture"] in PACKED_ARCHITECTURES and spec["weighting"] in PACKED_WEIGHTINGS
+    """Can this network be trained in a pack (else: one network at a time)? Not a network
+    whose heads run as one stacked matmul (many tasks): a pack rounds like per-head matmuls."""
+    from .models.hard_sharing import STACKED_HEADS_FROM
+
+    return (
+        spec["architecture"] in PACKED_ARCHITECTURES
+        and spec["weighting"] in PACKED_WEIGHTINGS
+        and len(spec["tasks"]) < STACKED_HEADS_FROM
+    )
 
 
 def pack_key(spec: dict) -> str:

@@ -15,6 +15,9 @@ from .heads import MLPHead
 from .trunks import TRUNKS
 
 
+STACKED_HEADS_FROM = 16
+
+
 class HardSharing(Architecture):
     name = "hard_sharing"
 
@@ -34,8 +37,12 @@ class HardSharing(Architecture):
             MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
         )
         # One matmul for all single-layer heads instead of one per task: with hundreds of
-        # tasks, per-head matmuls (and their backward) dominate a step's time.
-        self._stacked_heads = all(len(head.layers) == 1 for head in self.heads)
+        # tasks, per-head matmuls (and their backward) dominate a step's time (4x at 617).
+        # Below STACKED_HEADS_FROM heads the per-head matmuls stay: their rounding is what a
+        # packed training (pipeline/packing.py) reproduces bit for bit.
+        self._stacked_heads = len(self.heads) >= STACKED_HEADS_FROM and all(
+            len(head.layers) == 1 for head in self.heads
+        )
         self._head_widths = [int(d) for d in output_dims]
 
     def forward(self, x) -> list[torch.Tensor]:
