@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-from importlib import resources
+import warnings
 from pathlib import Path
 
 import jsonschema
@@ -13,6 +13,7 @@ import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
+from .options import load_schema, schema_defaults, schema_path  # noqa: F401 (re-exported)
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
 from .sweep import count_networks
@@ -23,12 +24,9 @@ class ConfigError(ValueError):
     """The config cannot run; the message says which key and why."""
 
 
-def schema_path() -> Path:
-    # The schema lives at the repo root (schemas/) for Snakemake users and ships in the package.
-    root = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-    if root.exists():
-        return root
-    return Path(str(resources.files("pipeline").joinpath("config.schema.yaml")))
+class DataWarning(UserWarning):
+    """The config runs, but something about the data deserves a look (e.g. a task with one
+    class in the val or test split: NaN ROC-AUC there)."""
 
 
 def _with_defaults(validator_class):
@@ -48,9 +46,30 @@ def _key(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(top level)"
 
 
+def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
+    """The keys an additionalProperties / unevaluatedProperties error is about (jsonschema
+    names them as their reprs in the message)."""
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [k for k in instance if repr(k) in error.message]
+
+
+def _message(error: jsonschema.ValidationError) -> list[str]:
+    if error.validator not in ("additionalProperties", "unevaluatedProperties"):
+        return [f"config key {_key(error)}: {error.message}"]
+    where = [str(p) for p in error.absolute_path]
+    kind = ""
+    if where == ["dataset"] and isinstance(error.instance, dict):
+        kind = f" of a {error.instance.get('name')!r} dataset"
+    lines = []
+    for extra in _unknown_keys(error) or ["?"]:
+        key = ".".join([*where, str(extra)])
+        lines.append(f"config key {key}: unknown key{kind} (typo?)")
+    return lines
+
+
 def validate_schema(config: dict) -> dict:
     """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid."""
-    schema = yaml.safe_load(schema_path().read_text())
+    schema = load_schema()
     config = copy.deepcopy(config)
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Defaults go in on a first pass; a second pass reports errors against the filled config.
@@ -58,19 +77,15 @@ def validate_schema(config: dict) -> dict:
         pass
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = []
-        for error in errors:
-            if error.validator == "additionalProperties":
-                lines.append(f"config key {_key(error)}: {error.message} (typo?)")
-            else:
-                lines.append(f"config key {_key(error)}: {error.message}")
+        lines = list(dict.fromkeys(line for error in errors for line in _message(error)))
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     return config
 
 
 def resolve_config(config: dict, check_data: bool = True) -> dict:
     """Validate ``config`` and fill ``dataset.tasks``; with ``check_data``, load the dataset and
-    the split to check every task has labels (and both classes) in every split."""
+    the split to check every task has labels in every split and both classes in train. A
+    single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept)."""
     config = validate_schema(config)
     dataset_cfg = config["dataset"]
     if dataset_cfg["name"] not in LOADERS:
@@ -129,9 +144,16 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
-            check_split(data, labels, tasks)
+            notes = check_split(data, labels, tasks)
         except DatasetError as err:
             raise ConfigError(f"config key split / dataset.tasks: {err}") from err
+        if notes:
+            shown = "\n    ".join(notes[:20]) + (
+                f"\n    ... and {len(notes) - 20} more" if len(notes) > 20 else ""
+            )
+            warnings.warn(
+                DataWarning(f"{len(notes)} task/split warning(s):\n    {shown}"), stacklevel=2
+            )
     return config
 
 

@@ -10,7 +10,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
-from pipeline.datasets import loader_config
+from pipeline.datasets import split_params
 from pipeline.jobs import (
     affinity_job,
     candidates_job,

@@ -21,9 +21,7 @@ def _write_under_umask(path: Path, mask: int) -> int:
         "with atomic_write(sys.argv[1]) as tmp: tmp.write_text('x')\n"
     )
     root = Path(__file__).resolve().parent.parent
-    subprocess.run(
-        [sys.executable, "-c", code, str(path), f"{mask:o}"], check=True, cwd=root
-    )
+    subprocess.run([sys.executable, "-c", code, str(path), f"{mask:o}"], check=True, cwd=root)
     return stat.S_IMODE(path.stat().st_mode)
 
 
@@ -43,7 +41,10 @@ def test_a_stale_temp_file_of_the_same_target_is_removed(tmp_path: Path) -> None
     assert (tmp_path / "net.parquet").read_text() == "complete"
     assert not stale.exists()
     assert other.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.abc123.tmp", "net.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.parquet.abc123.tmp",
+        "net.parquet",
+    ]
 
 
 def test_a_failed_write_leaves_neither_file_nor_temp(tmp_path: Path) -> None:
