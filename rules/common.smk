@@ -94,7 +94,8 @@ def second_stage(method):
 
 def all_network_files(wildcards=None):
     """Every network file of the sweep: the first stage, and for an estimating strategy the
-    candidates its checkpoint decides (asking for them makes Snakemake run the checkpoint)."""
+    candidates its checkpoint decides (asking for them makes Snakemake run the checkpoint).
+    """
     files = first_stage_files()
     if ESTIMATES:
         for method in METHODS:
@@ -137,3 +138,18 @@ def train_spec(wildcards):
         wildcards.architecture,
         wildcards.weighting,
     )
+
+
+def candidate_inputs(wildcards):
+    method = f"{wildcards.architecture}-{wildcards.weighting}"
+    if STRATEGY == "tag":
+        return {
+            "affinity": [
+                f"{RESULTS}/affinity/{method}/seed{seed}.parquet" for seed in SEEDS
+            ]
+        }
+    return {
+        "metrics": [
+            network_file(net, seed, method) for seed in SEEDS for net in NETWORKS
+        ]
+    }

@@ -23,7 +23,12 @@ if STRATEGY == "tag":
             runtime=60,
         params:
             spec=lambda w: network_spec(
-                config, ALL_IN_ONE.tasks, "full", int(w.seed), w.architecture, w.weighting
+                config,
+                ALL_IN_ONE.tasks,
+                "full",
+                int(w.seed),
+                w.architecture,
+                w.weighting,
             ),
             tag=tag_settings(),
             checkpoint=f"{RESULTS}/checkpoints/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.pt",
@@ -49,17 +54,6 @@ if STRATEGY == "tag":
             runtime=10,
         run:
             affinity_job(input, output, params, log)
-
-
-def candidate_inputs(wildcards):
-    method = f"{wildcards.architecture}-{wildcards.weighting}"
-    if STRATEGY == "tag":
-        return {
-            "affinity": [f"{RESULTS}/affinity/{method}/seed{seed}.parquet" for seed in SEEDS]
-        }
-    return {
-        "metrics": [network_file(net, seed, method) for seed in SEEDS for net in NETWORKS]
-    }
 
 
 if ESTIMATES:
