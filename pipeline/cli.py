@@ -78,17 +78,13 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import warnings
-
-    from .config import DataWarning, load_config_file
+    from .config import load_config_file
     from .strategies import estimates
     from .sweep import method_key, plan_networks, sweep_methods
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        config = load_config_file(args.configfile)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
+    config = load_config_file(
+        args.configfile, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
+    )
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
     seeds, methods = config["sweep"]["seeds"], sweep_methods(config)
     trainings = len(nets) * len(seeds) * len(methods)

@@ -82,10 +82,11 @@ def validate_schema(config: dict) -> dict:
     return config
 
 
-def resolve_config(config: dict, check_data: bool = True) -> dict:
+def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     """Validate ``config`` and fill ``dataset.tasks``; with ``check_data``, load the dataset and
     the split to check every task has labels in every split and both classes in train. A
-    single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept)."""
+    single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept),
+    issued with :func:`warnings.warn`, or passed as text to ``warn`` when given."""
     config = validate_schema(config)
     dataset_cfg = config["dataset"]
     if dataset_cfg["name"] not in LOADERS:
@@ -151,9 +152,11 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
             shown = "\n    ".join(notes[:20]) + (
                 f"\n    ... and {len(notes) - 20} more" if len(notes) > 20 else ""
             )
-            warnings.warn(
-                DataWarning(f"{len(notes)} task/split warning(s):\n    {shown}"), stacklevel=2
-            )
+            message = f"{len(notes)} task/split warning(s):\n    {shown}"
+            if warn is not None:
+                warn(message)
+            else:
+                warnings.warn(DataWarning(message), stacklevel=2)
     return config
 
 
@@ -165,10 +168,10 @@ def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:
     return f"{len(known)} known tasks; closest: {close}"
 
 
-def load_config_file(path: str | Path, check_data: bool = True) -> dict:
+def load_config_file(path: str | Path, check_data: bool = True, warn=None) -> dict:
     with open(path) as fh:
         raw = yaml.safe_load(fh) or {}
     try:
-        return resolve_config(raw, check_data=check_data)
+        return resolve_config(raw, check_data=check_data, warn=warn)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err

@@ -73,3 +73,12 @@ def test_table_changes_rerun_exactly_what_they_feed(tmp_path: Path, capsys, monk
     frame.loc[5, "b"] += 1.0
     frame.to_csv(tmp_path / "data.csv", index=False)
     assert trainings(snakemake(tmp_path, "-n")) == 2
+
+
+def test_builtin_yeast_runs_with_the_default_split_and_warns(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("dataset: {name: yeast}\nsweep: {orders: [1]}\n")
+    proc = snakemake(tmp_path, "-n")
+    text = proc.stdout + proc.stderr
+    assert "taskgroup warning: 1 task/split warning(s)" in text
+    assert "'y13' has only one class in the val split" in text
+    assert trainings(proc) == 14 * 2 + 1
