@@ -33,9 +33,18 @@ class HardSharing(Architecture):
         self.heads = nn.ModuleList(
             MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
         )
+        # One matmul for all single-layer heads instead of one per task: with hundreds of
+        # tasks, per-head matmuls (and their backward) dominate a step's time.
+        self._stacked_heads = all(len(head.layers) == 1 for head in self.heads)
+        self._head_widths = [int(d) for d in output_dims]
 
     def forward(self, x) -> list[torch.Tensor]:
         h = self.trunk(x)
+        if self._stacked_heads:
+            layers = [head.layers[0] for head in self.heads]
+            weight = torch.cat([layer.weight for layer in layers])
+            bias = torch.cat([layer.bias for layer in layers])
+            return list(nn.functional.linear(h, weight, bias).split(self._head_widths, dim=1))
         return [head(h) for head in self.heads]
 
     def shared_parameters(self) -> list[nn.Parameter]:
