@@ -72,7 +72,15 @@ def test_table_changes_rerun_exactly_what_they_feed(tmp_path: Path, capsys, monk
     # An edited label of task b: b's networks retrain (its single and the all-in-one).
     frame.loc[5, "b"] += 1.0
     frame.to_csv(tmp_path / "data.csv", index=False)
-    assert trainings(snakemake(tmp_path, "-n")) == 2
+    dry = snakemake(tmp_path, "-n")
+    assert trainings(dry) == 2 and not re.search(r"^split\s", dry.stdout, re.MULTILINE)
+
+    # More rows: a new split (its params hold the row count), then every network retrains
+    # (Snakemake's mtime trigger: the split file is newer than every result).
+    pd.concat([frame, frame.iloc[:20]]).to_csv(tmp_path / "data.csv", index=False)
+    dry = snakemake(tmp_path, "-n")
+    assert re.search(r"^split\s+1\s*$", dry.stdout, re.MULTILINE)
+    assert trainings(dry) == 4
 
 
 def test_builtin_yeast_runs_with_the_default_split_and_warns(tmp_path: Path) -> None:
