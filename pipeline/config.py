@@ -3,83 +3,32 @@ then the checks a schema cannot express. Every error names the offending key, fi
 
 from __future__ import annotations
 
-import copy
 import difflib
 import warnings
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
-from .options import load_schema, schema_defaults, schema_path  # noqa: F401 (re-exported)
+
+# Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
+from .options import (  # noqa: F401
+    ConfigError,
+    load_schema,
+    schema_defaults,
+    schema_path,
+    validate_schema,
+)
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
 from .sweep import count_networks
 from .weighting import WEIGHTINGS
 
 
-class ConfigError(ValueError):
-    """The config cannot run; the message says which key and why."""
-
-
 class DataWarning(UserWarning):
     """The config runs, but something about the data deserves a look (e.g. a task with one
     class in the val or test split: NaN ROC-AUC there)."""
-
-
-def _with_defaults(validator_class):
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def _key(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
-
-
-def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
-    """The keys an additionalProperties / unevaluatedProperties error is about (jsonschema
-    names them as their reprs in the message)."""
-    instance = error.instance if isinstance(error.instance, dict) else {}
-    return [k for k in instance if repr(k) in error.message]
-
-
-def _message(error: jsonschema.ValidationError) -> list[str]:
-    if error.validator not in ("additionalProperties", "unevaluatedProperties"):
-        return [f"config key {_key(error)}: {error.message}"]
-    where = [str(p) for p in error.absolute_path]
-    kind = ""
-    if where == ["dataset"] and isinstance(error.instance, dict):
-        kind = f" of a {error.instance.get('name')!r} dataset"
-    lines = []
-    for extra in _unknown_keys(error) or ["?"]:
-        key = ".".join([*where, str(extra)])
-        lines.append(f"config key {key}: unknown key{kind} (typo?)")
-    return lines
-
-
-def validate_schema(config: dict) -> dict:
-    """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid."""
-    schema = load_schema()
-    config = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    # Defaults go in on a first pass; a second pass reports errors against the filled config.
-    for _ in validator.iter_errors(config):
-        pass
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = list(dict.fromkeys(line for error in errors for line in _message(error)))
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    return config
 
 
 def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
