@@ -176,6 +176,11 @@ def export_weights(
     from .training import Trainer, resolve_device
 
     results, out_dir = Path(results), Path(out_dir)
+    # A multiclass output's index i is class_labels[task][i] where labels were mapped.
+    mapped = load_dataset(config["dataset"]).class_labels
+    served = {t for entry in grouping["networks"] for t in entry["tasks"]}
+    if any(t in mapped for t in served):
+        grouping["class_labels"] = {t: list(mapped[t]) for t in mapped if t in served}
     architecture = grouping["training_method"]["architecture"]
     weighting = grouping["training_method"]["weighting"]
     written = []
