@@ -8,6 +8,7 @@ program under its module name.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -232,18 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError
-    from .datasets import DatasetError
-    from .export import ExportError
-
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DatasetError, ExportError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        # Bad input (ConfigError, DatasetError, ExportError, InfeasibleBudget, a malformed
+        # number: all ValueErrors) ends in one line, never a traceback; TASKGROUP_DEBUG=1
+        # shows it. Nothing imported up front: .config pulls in torch, which `select` and
+        # `solve-external` never need.
+        if os.environ.get("TASKGROUP_DEBUG"):
+            raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # bad input reaching a subcommand (e.g. a malformed number)
-        print(f"error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # duckdb errors for bad or writing SQL
         if type(err).__module__.startswith("duckdb") or type(err).__module__ == "_duckdb":

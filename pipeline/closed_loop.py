@@ -300,7 +300,7 @@ def hoa_candidates(metrics_files: Sequence[str], tasks: Sequence[str], selection
         pq.write_table(pa.concat_tables([pq.read_table(f, schema=METRICS) for f in metrics_files]),
                        path)  # fmt: skip
         frames = query_metrics(path, settings.esa_fraction, list(tasks))
-    (cand,) = build(frames, settings.epoch)
+    (cand,) = build(frames, settings.epoch, settings.cost)
     if settings.objective == "normalised":
         cand = cand.normalised()
     hoa = higher_order_approximation(cand, settings.hoa_max_order)

@@ -75,6 +75,49 @@ NETWORKS = pa.schema(
 
 SPLITS = ("train", "val", "test")
 
+# The budgeted grouping solve's answer (pipeline/selection): one row per method x budget x task.
+GROUPINGS = pa.schema(
+    [
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        # sum (Standley) or normalised (each task / its full-size single-task loss).
+        pa.field("objective", pa.string(), nullable=False),
+        # Which epoch's losses judged a network: final or best_val.
+        pa.field("epoch", pa.string(), nullable=False),
+        pa.field("budget", pa.float64(), nullable=False),
+        # optimal | esa | hoa | all_in_one | independent | independent_mix | random | worst
+        pa.field("method", pa.string(), nullable=False),
+        # ok | infeasible (nothing fits the budget) | unavailable (e.g. no early losses)
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("note", pa.string(), nullable=True),
+        # The chosen networks (null for random, which is a mean over many choices).
+        pa.field("networks", pa.list_(pa.string()), nullable=True),
+        pa.field("cost", pa.float64(), nullable=True),
+        # One row per task; null on infeasible/unavailable rows.
+        pa.field("task", pa.string(), nullable=True),
+        # The chosen network serving the task on the selection table, and that loss.
+        pa.field("network", pa.string(), nullable=True),
+        pa.field("val_loss", pa.float64(), nullable=True),
+        # The task's best chosen network re-evaluated on test (Standley's scoring), its loss,
+        # and whether that loss is a HOA estimate (a task set that was never trained).
+        pa.field("test_network", pa.string(), nullable=True),
+        pa.field("test_loss", pa.float64(), nullable=True),
+        pa.field("test_estimated", pa.bool_(), nullable=True),
+        pa.field("val_total", pa.float64(), nullable=True),
+        pa.field("test_total", pa.float64(), nullable=True),
+        # Standard deviation over seeds of the chosen set's test total (null: one seed).
+        pa.field("test_total_std", pa.float64(), nullable=True),
+        pa.field("n_seeds", pa.int32(), nullable=False),
+        # Random only: accepted random draws averaged.
+        pa.field("samples", pa.int64(), nullable=True),
+        # Proven relative optimality gap of the answer (0: proven optimal; > 0: a time limit
+        # stopped the MIP first; for worst: how far the worst found may be from the true worst).
+        # Null where no MIP decided (all-in-one, independent, random).
+        pa.field("gap", pa.float64(), nullable=True),
+    ],
+    metadata={"taskgroup.table": "groupings", "taskgroup.schema_version": SCHEMA_VERSION},
+)
+
 
 class SchemaMismatch(ValueError):
     """A file or table does not have the declared columns and types."""

@@ -14,6 +14,8 @@ from pipeline.schema import METRICS, check_file, write_table
 from pipeline.selection import GROUPINGS, run_selection
 from pipeline.selection.candidates import Candidates, build, query_metrics
 from pipeline.selection.hoa import higher_order_approximation
+from pipeline.selection.scoring import score
+from pipeline.selection.solving import Outcome
 
 TASKS = ["a", "b", "c"]
 EPOCHS = 5
@@ -175,6 +177,15 @@ def test_hoa_adds_untrained_task_sets():
     # With max_order 2 nothing is added.
     assert len(higher_order_approximation(cand, max_order=2).networks) == 6
 
+    # Choosing the estimated triple: its per-task test losses stay (flagged), but no total
+    # mixes them with measured ones; a choice of trained networks keeps its total.
+    estimated = score(Outcome("hoa", 1, "ok", cand=hoa, chosen=(6,), selection=hoa.val), hoa)
+    assert estimated.test_estimated and np.isnan(estimated.test_total)
+    assert np.isfinite(estimated.test).all()
+    trained = score(Outcome("hoa", 2, "ok", cand=hoa, chosen=(3, 2), selection=hoa.val), hoa)
+    assert not trained.test_estimated
+    assert trained.test_total == pytest.approx(test[ab, 0] + test[ab, 1] + test[2, 2])
+
 
 def test_run_selection_end_to_end(metrics_path, tmp_path):
     run_selection(
@@ -217,3 +228,21 @@ def test_normalised_objective(metrics_path, tmp_path):
     assert independent.sort_values("task")["val_loss"].tolist() == pytest.approx(expected)
     optimal = g[(g["method"] == "optimal") & (g["budget"] == 2)]
     assert optimal["val_total"].iloc[0] <= sum(expected) + 1e-12
+
+
+@pytest.mark.parametrize("cost, fits", [("units", True), ("macs", False)])
+def test_cost_model_decides_whether_the_all_task_network_fits_budget_1(
+    metrics_path, tmp_path, cost, fits
+):
+    # The all-task network's extra heads make it cost 1.0008 relative to a single: one unit
+    # under Standley's units, more than 1 under measured costs (no slack here).
+    run_selection(
+        metrics_path,
+        {"budgets": [1, 2], "random_samples": 20, "cost": cost, "cost_tolerance": 0},
+        tmp_path,
+    )
+    g = pq.read_table(tmp_path / "groupings.parquet").to_pandas()
+    status = g.loc[(g["method"] == "all_in_one") & (g["budget"] == 1), "status"].unique().tolist()
+    assert status == (["ok"] if fits else ["infeasible"])
+    unit = "Standley's units" if cost == "units" else "each architecture's own"
+    assert unit in (tmp_path / "summary.md").read_text()

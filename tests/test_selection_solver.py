@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.selection.scoring import total
 from pipeline.selection.solver import (
     InfeasibleBudget,
     cheapest_cover,
-    score,
     solve,
     solve_budgets,
     worst_cover,
@@ -48,7 +48,7 @@ def covering_subsets(loss, cost, limit):
 def test_solve_matches_brute_force(instance, tolerance):
     loss, cost, budget = instance
     limit = budget + tolerance
-    best = min((score(loss, s) for s in covering_subsets(loss, cost, limit)), default=None)
+    best = min((total(loss, s) for s in covering_subsets(loss, cost, limit)), default=None)
     if best is None:
         with pytest.raises(InfeasibleBudget):
             solve(loss, cost, budget, tolerance)
@@ -56,7 +56,7 @@ def test_solve_matches_brute_force(instance, tolerance):
     solution = solve(loss, cost, budget, tolerance)
     chosen = list(solution.chosen)
     assert solution.objective == pytest.approx(best, abs=1e-9)
-    assert score(loss, chosen) == pytest.approx(best, abs=1e-9)
+    assert total(loss, chosen) == pytest.approx(best, abs=1e-9)
     assert cost[chosen].sum() <= limit + 1e-9
     assert solution.cost == pytest.approx(cost[chosen].sum())
     # Every deployed network serves some task; each task's server is deployed and has it.
@@ -75,8 +75,9 @@ def test_worst_cover_matches_brute_force(instance):
     if not maximal:
         assert found is None
         return
-    chosen, value = found
-    assert value == pytest.approx(max(score(loss, s) for s in maximal), abs=1e-9)
+    chosen, value, gap = found
+    assert gap == 0.0
+    assert value == pytest.approx(max(total(loss, s) for s in maximal), abs=1e-9)
     assert budget - cost.min() < cost[list(chosen)].sum() <= budget + 1e-9
 
 

@@ -18,9 +18,9 @@ from pipeline.selection import run_external
 from pipeline.selection.candidates import build, query_external
 from pipeline.selection.external import check_external, write_external
 from pipeline.selection.hoa import higher_order_approximation
-from pipeline.selection.report import score
-from pipeline.selection.run import Settings, solve_candidates
+from pipeline.selection.scoring import score
 from pipeline.selection.solver import solve
+from pipeline.selection.solving import Settings, solve_candidates
 from pipeline.selection.standley import read_setting
 
 DATA = Path(__file__).parent / "data" / "standley2020"

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..schema import GROUPINGS
 from .candidates import CandidateFrames, build, query_external, query_metrics
 from .external import read_external
-from .report import (
-    GROUPINGS,
-    groupings_frame,
-    plot_curves,
-    score,
-    summary_markdown,
-    write_groupings,
-    write_text,
-)
-from .run import Settings, solve_candidates
+from .outputs import groupings_frame, plot_curves, summary_markdown, write_groupings, write_text
+from .scoring import score
 from .solver import InfeasibleBudget, Solution, solve, solve_budgets
+from .solving import Settings, solve_candidates
 
 __all__ = [
     "GROUPINGS",
@@ -73,7 +67,7 @@ def _solve_and_write(
             "for the selected tasks)"
         )
     results = []
-    for cand in build(frames, settings.epoch):
+    for cand in build(frames, settings.epoch, settings.cost):
         outcomes = solve_candidates(cand, settings)
         results.append((cand, [score(o, cand) for o in outcomes]))
         if not any(o.method == "optimal" and o.status == "ok" for o in outcomes):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .candidates import Candidates
-from .solver import Solution, solve_budgets
+from .solver import Solution, solve_budgets, task_cost_bound
 
 
 def all_in_one(cand: Candidates, budget: float, tolerance: float) -> tuple[int, ...] | None:
@@ -95,6 +95,13 @@ class RandomResult:
     attempts: int
 
 
+def max_draws(samples: int, n_net: int, per_sample: int = 50) -> int:
+    """How many random draws random_choice tries at most. Draws cost time in proportion to the
+    networks they walk: beyond a few hundred networks fewer are tried (a fixed number, so the
+    results do not depend on the machine's speed)."""
+    return min(samples * per_sample, max(samples, 20_000_000 // max(n_net, 1)))
+
+
 def random_choice(
     loss: np.ndarray,
     cost: np.ndarray,
@@ -105,32 +112,48 @@ def random_choice(
     max_attempts_per_sample: int = 50,
 ) -> RandomResult | None:
     """Mean test loss of Standley's random feasible choices (module doc); None if no draw out
-    of ``samples * max_attempts_per_sample`` covers every task."""
+    of ``samples * max_attempts_per_sample`` (fewer for large tables, see below) covers every
+    task."""
     rng = np.random.default_rng(seed)
     loss_inf = np.where(np.isnan(loss), np.inf, loss)
     n_net, n_task = loss.shape
     limit = budget + tolerance
     cheapest = cost.min()
+    need = task_cost_bound(loss, cost)
+    if need.sum() > limit + 1e-9:
+        return None  # no draw can cover every task within the budget
     sums = np.zeros(n_task)
     accepted = attempts = 0
-    budget_attempts = samples * max_attempts_per_sample
+    budget_attempts = max_draws(samples, n_net, max_attempts_per_sample)
     while accepted < samples and attempts < budget_attempts:
         # Size the batch to the acceptance rate seen so far (rare covers at small budgets).
         rate = accepted / attempts if accepted else 1.0 / max(n_net, 1) if attempts else 1.0
-        batch = int(np.clip((samples - accepted) / rate, 256, 20_000))
+        # The random orders are batch x networks: cap them near 8M entries (64 MB) so that
+        # thousands of networks do not take gigabytes.
+        cap = max(256, min(20_000, 8_000_000 // max(n_net, 1)))
+        batch = int(np.clip((samples - accepted) / rate, 256, cap))
         batch = min(batch, budget_attempts - attempts)
         # Whole batches of draws at once: one random order per row, walked column by column.
         order = rng.permuted(np.tile(np.arange(n_net), (batch, 1)), axis=1)
         spent = np.zeros(batch)
         best = np.full((batch, n_task), np.inf)
+        hopeless = np.zeros(batch, dtype=bool)
         for j in range(n_net):
-            nets = order[:, j]
-            fits = spent + cost[nets] <= limit
-            spent = np.where(fits, spent + cost[nets], spent)
-            best = np.where(fits[:, None], np.minimum(best, loss_inf[nets]), best)
-            if np.all(limit - spent < cheapest):
+            # Only draws with budget left, and of those only the ones whose next network fits,
+            # are touched: after the first few networks that is a small share of the batch.
+            open_rows = np.flatnonzero((limit - spent >= cheapest) & ~hopeless)
+            if open_rows.size == 0:
                 break
-        keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest)
+            nets = order[open_rows, j]
+            fits = spent[open_rows] + cost[nets] <= limit
+            rows, nets = open_rows[fits], nets[fits]
+            spent[rows] += cost[nets]
+            best[rows] = np.minimum(best[rows], loss_inf[nets])
+            # A draw that cannot cover its uncovered tasks with the budget left will be
+            # rejected whatever comes next: stop walking it (the accepted draws are unchanged).
+            still_needed = np.isinf(best[rows]) @ need
+            hopeless[rows] = spent[rows] + still_needed > limit + 1e-9
+        keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest) & ~hopeless
         keep_rows = best[keep][: samples - accepted]
         sums += keep_rows.sum(axis=0)
         accepted += len(keep_rows)

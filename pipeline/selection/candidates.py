@@ -102,6 +102,8 @@ class Candidates:
     seeds: list[int]
     # False for HOA's estimated networks that were never trained (hoa.py).
     trained: np.ndarray  # (N,) bool
+    # What one unit of ``cost`` is, for people (cost_model()).
+    cost_unit: str = "given"
 
     @property
     def label(self) -> str:
@@ -143,13 +145,64 @@ class Candidates:
         )
 
 
-def build(frames: CandidateFrames, epoch: str = "final") -> list[Candidates]:
-    """One Candidates per method. ``epoch``: 'final' or 'best_val', which losses judge a network."""
+# Standley counts every full-width network as one unit and every half-width one as half,
+# whatever its heads cost.
+SIZE_UNITS = {"full": 1.0, "half": 0.5}
+
+
+def cost_model(candidates: pd.DataFrame, model: str = "units") -> tuple[pd.Series, str]:
+    """Each row's budget cost under ``model``, and what a unit is (for the summary).
+
+    units: full-width networks 1, half-width 0.5 (Standley); rows without a known size keep
+    their given cost. macs: multiply-adds over those of the full-width hard-sharing single-task
+    network, one unit across architectures (an MTAN single costs its 3x); rows without macs
+    (external results) keep their given cost.
+    """
+    if model == "units":
+        units = candidates["size"].map(SIZE_UNITS)
+        return units.fillna(candidates["cost"]).astype(float), (
+            "Standley's units: a full-width network costs 1, a half-width one 0.5"
+        )
+    if model != "macs":
+        raise ValueError(f"selection.cost: 'units' or 'macs', not {model!r}")
+    macs = candidates.get("macs")
+    if macs is None or macs.isna().all():
+        return candidates["cost"].astype(float), "the costs given with the results"
+    n_tasks = candidates.groupby(["architecture", "weighting", "network"])["task"].transform(
+        "nunique"
+    )
+    ref_rows = candidates[
+        (candidates["architecture"] == "hard_sharing")
+        & (candidates["size"] == "full")
+        & (n_tasks == 1)
+        & candidates["macs"].notna()
+    ]
+    if ref_rows.empty:
+        # No hard-sharing single-task network trained: each architecture's own reference.
+        return candidates["cost"].astype(float), (
+            "multiply-adds over each architecture's own full-width single-task network "
+            "(no hard-sharing single-task network in the results)"
+        )
+    reference = float(ref_rows["macs"].median())
+    cost = (candidates["macs"] / reference).where(candidates["macs"].notna(), candidates["cost"])
+    return cost.astype(float), (
+        f"multiply-adds over the full-width hard-sharing single-task network's "
+        f"({reference:,.0f} MACs)"
+    )
+
+
+def build(frames: CandidateFrames, epoch: str = "final", cost: str = "units") -> list[Candidates]:
+    """One Candidates per method. ``epoch``: 'final' or 'best_val', which losses judge a network;
+    ``cost``: the budget cost model (cost_model())."""
     if epoch not in ("final", "best_val"):
         raise ValueError(f"selection.epoch must be 'final' or 'best_val', not {epoch!r}")
     suffix = "final" if epoch == "final" else "best"
     out = []
-    cands = frames.candidates
+    cands = frames.candidates.copy()
+    if not cands.empty:
+        cands["cost"], unit = cost_model(cands, cost)
+    else:
+        unit = "given"
 
     def table(
         df: pd.DataFrame, rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], column: str
@@ -198,6 +251,7 @@ def build(frames: CandidateFrames, epoch: str = "final") -> list[Candidates]:
                 test_seeds=test_seeds,
                 seeds=seeds,
                 trained=np.ones(len(networks), dtype=bool),
+                cost_unit=unit,
             )
         )
     return out

@@ -42,6 +42,8 @@ from fractions import Fraction
 import highspy
 import numpy as np
 
+from .scoring import total
+
 
 class InfeasibleBudget(ValueError):
     """No set of networks within the budget covers every task."""
@@ -169,22 +171,61 @@ def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return out
 
 
+def task_cost_bound(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Per task, the least cost per task of any network with it: covering a set of tasks costs
+    at least the sum of these (a fractional set-cover bound, free to compute)."""
+    defined = ~np.isnan(np.asarray(loss, dtype=float))
+    share = np.asarray(cost, dtype=float) / np.maximum(defined.sum(axis=1), 1)
+    return np.where(defined, share[:, None], np.inf).min(axis=0)
+
+
 @dataclass(frozen=True)
 class Cover:
-    """The cheapest set of networks covering every task, proven by a set-cover MIP."""
+    """Bounds on the cheapest set of networks covering every task: no cover costs less than
+    ``lower``; ``chosen`` is one that costs ``upper``. Proven cheapest when they are equal."""
 
-    cost: float
+    lower: float
+    upper: float
     chosen: tuple[int, ...]
 
+    @property
+    def cost(self) -> float:
+        return self.upper
 
-def cheapest_cover_set(loss: np.ndarray, cost: np.ndarray, verbose: bool = False) -> Cover:
-    """The least total cost of networks covering every task (a weighted set cover), and one
-    such set."""
-    defined = ~np.isnan(np.asarray(loss, dtype=float))
+
+def _greedy_cover(defined: np.ndarray, cost: np.ndarray, loss: np.ndarray) -> list[int]:
+    """Chvatal's greedy set cover: least cost per newly covered task, then least loss."""
+    uncovered = np.ones(defined.shape[1], dtype=bool)
+    total = np.where(defined, loss, 0.0).sum(axis=1)
+    chosen: list[int] = []
+    while uncovered.any():
+        new = defined[:, uncovered].sum(axis=1)
+        ratio = np.where(new > 0, cost / np.maximum(new, 1), np.inf)
+        best = np.flatnonzero(ratio <= ratio.min() * (1 + 1e-12))
+        n = int(best[np.argmin(total[best])])
+        chosen.append(n)
+        uncovered &= ~defined[n]
+    return chosen
+
+
+def cheapest_cover_set(
+    loss: np.ndarray,
+    cost: np.ndarray,
+    verbose: bool = False,
+    time_limit: float | None = 10.0,
+) -> Cover:
+    """Bounds on the weighted set cover (Cover). The LP bound, rounded up to the cost unit when
+    costs have one, and a greedy cover usually meet (Standley's units: all triples); only if
+    they do not is the set-cover MIP run, for at most ``time_limit`` seconds. Solving that MIP
+    outright took 268 s on 50 tasks + triples, where the bounds meet at once."""
+    loss = np.asarray(loss, dtype=float)
+    defined = ~np.isnan(loss)
     cost = np.asarray(cost, dtype=float)
     n_net, n_task = defined.shape
     if not defined.any(axis=0).all():
         raise InfeasibleBudget("no set of networks covers every task")
+    chosen = _greedy_cover(defined, cost, loss)
+    upper = float(cost[chosen].sum())
     nets, tasks = np.nonzero(defined)
     lp = _lp(
         obj=cost,
@@ -195,21 +236,40 @@ def cheapest_cover_set(loss: np.ndarray, cost: np.ndarray, verbose: bool = False
         vals=np.ones(nets.size),
         row_lo=np.ones(n_task),
         row_hi=np.full(n_task, highspy.kHighsInf),
-        n_binary=n_net,
+        n_binary=0,
     )
     h = _highs(verbose)
     h.passModel(lp)
     h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise InfeasibleBudget("no set of networks covers every task")
-    x = np.asarray(h.getSolution().col_value)
-    chosen = tuple(np.flatnonzero(x > 0.5).tolist())
-    return Cover(float(cost[list(chosen)].sum()), chosen)
+    lower = float(h.getInfo().objective_function_value)
+    unit = cost_unit(cost)
+    if unit:
+        lower = math.ceil(lower * unit - 1e-7) / unit
+    if lower < upper - 1e-9:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * n_net
+        h.passModel(lp)
+        start = highspy.HighsSolution()
+        start.col_value = np.isin(np.arange(n_net), chosen).astype(float)
+        start.value_valid = True
+        h.setSolution(start)
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        h.run()
+        info = h.getInfo()
+        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            lower = upper = float(info.objective_function_value)
+        else:
+            lower = max(lower, float(info.mip_dual_bound))
+            upper = min(upper, float(info.objective_function_value))
+        x = np.asarray(h.getSolution().col_value)
+        if cost[x > 0.5].sum() <= upper + 1e-9 and defined[x > 0.5].any(axis=0).all():
+            chosen = np.flatnonzero(x > 0.5).tolist()
+            upper = float(cost[chosen].sum())
+    return Cover(lower, upper, tuple(int(n) for n in sorted(chosen)))
 
 
 def cheapest_cover(loss: np.ndarray, cost: np.ndarray) -> float:
     """The least total cost of networks covering every task (a weighted set cover)."""
-    return cheapest_cover_set(loss, cost).cost
+    return cheapest_cover_set(loss, cost, time_limit=None).upper
 
 
 def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
@@ -333,9 +393,13 @@ class BudgetSolver:
         self.cover: Cover | None = None
         if cover_bound or warm_start:
             cover = cheapest_cover_set(sub_loss, sub_cost, verbose)
-            self.cover = Cover(cover.cost, tuple(int(self.kept[i]) for i in cover.chosen))
+            self.cover = Cover(
+                cover.lower, cover.upper, tuple(int(self.kept[i]) for i in cover.chosen)
+            )
         unit = cost_unit(sub_cost) if integral_budget else None
-        self.model = _Model(sub_loss, sub_cost, unit, verbose)
+        # Presolve: off pays on the 12-task sweep (see _highs), on is 3x faster at the tight
+        # budgets of 30+ tasks with triples (bench/RESULTS_solver.md).
+        self.model = _Model(sub_loss, sub_cost, unit, verbose, presolve=self.kept.size > 1000)
         self._best: list[Solution] = []  # solved so far, for warm starts
 
     def _start(self, limit: float) -> np.ndarray | None:
@@ -356,7 +420,7 @@ class BudgetSolver:
     def solve(self, budget: float) -> Solution:
         """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists."""
         limit = float(budget) + self.tolerance
-        if self.cover is not None and limit < self.cover.cost - 1e-9:
+        if self.cover is not None and limit < self.cover.lower - 1e-9:
             raise self._infeasible(budget)
         result = self.model.run(limit, self._start(limit), self.time_limit)
         if result is None:
@@ -381,8 +445,20 @@ class BudgetSolver:
         self._best.append(solution)
         return solution
 
+    def solve_all(self, budgets: Iterable[float]) -> list[Solution | None]:
+        """One solution per budget, None where infeasible; solved in increasing order so that
+        each optimum warm-starts the next."""
+        budgets = list(budgets)
+        out: list[Solution | None] = [None] * len(budgets)
+        for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
+            try:
+                out[i] = self.solve(budgets[i])
+            except InfeasibleBudget:
+                out[i] = None
+        return out
+
     def _infeasible(self, budget: float) -> InfeasibleBudget:
-        need = self.cover.cost if self.cover else cheapest_cover(self.loss, self.cost)
+        need = self.cover.lower if self.cover else cheapest_cover(self.loss, self.cost)
         return InfeasibleBudget(
             f"budget {budget:g} (+ tolerance {self.tolerance:g}) is below the cheapest set of "
             f"networks covering every task, which costs {need:.6g}"
@@ -420,24 +496,21 @@ def solve_budgets(
 ) -> list[Solution | None]:
     """One solution per budget; None where the budget is below the cheapest cover. Budgets are
     solved in increasing order, each optimum warm-starting the next."""
-    budgets = list(budgets)
-    solver = BudgetSolver(loss, cost, tolerance, time_limit=time_limit)
-    out: list[Solution | None] = [None] * len(budgets)
-    for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
-        try:
-            out[i] = solver.solve(budgets[i])
-        except InfeasibleBudget:
-            out[i] = None
-    return out
+    return BudgetSolver(loss, cost, tolerance, time_limit=time_limit).solve_all(budgets)
 
 
 def worst_cover(
-    loss: np.ndarray, cost: np.ndarray, budget: float, tolerance: float = 0.0
-) -> tuple[tuple[int, ...], float] | None:
+    loss: np.ndarray,
+    cost: np.ndarray,
+    budget: float,
+    tolerance: float = 0.0,
+    time_limit: float | None = None,
+) -> tuple[tuple[int, ...], float, float] | None:
     """The worst *maximal* cover: among covering sets whose unspent budget is below the cheapest
     network's cost (no network could still be added: the support of Standley's random sampler),
-    the one maximising sum_t min_{chosen n containing t} L[n, t]. Returns (chosen, value), or
-    None if no such set exists.
+    the one maximising sum_t min_{chosen n containing t} L[n, t]. Returns (chosen, value, gap),
+    or None if no such set exists (or none was found within ``time_limit`` seconds); gap > 0
+    when the time limit stopped HiGHS first (value is then a lower bound on the worst).
 
     Maximising a sum of minima needs the minimum pinned down, which big-M rows do only weakly
     (minutes on 300 networks). Instead, per task t, sort its networks by loss l_1 <= ... <= l_k
@@ -457,6 +530,8 @@ def worst_cover(
     row_hi: list[float] = []
     if np.isnan(loss).all(axis=0).any():
         return None
+    if task_cost_bound(loss, cost).sum() > budget + tolerance + 1e-9:
+        return None  # no cover fits: answered without building the model
     obj = list(np.zeros(n_net))
     n_col = n_net
 
@@ -513,14 +588,22 @@ def worst_cover(
             maximise=True,
         )
     )
+    if time_limit:
+        h.setOptionValue("time_limit", float(time_limit))
     h.run()
-    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+    status = h.getModelStatus()
+    if status == highspy.HighsModelStatus.kInfeasible:
         return None
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(h.getModelStatus())}")
+    gap = 0.0
+    if status != highspy.HighsModelStatus.kOptimal:
+        if status != highspy.HighsModelStatus.kTimeLimit:
+            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
+        if h.getInfo().primal_solution_status != 2:
+            return None
+        gap = float(h.getInfo().mip_gap)
     x = np.asarray(h.getSolution().col_value)[:n_net]
     chosen = tuple(np.flatnonzero(x > 0.5).tolist())
-    return chosen, score(loss, chosen)
+    return chosen, total(loss, chosen), gap
 
 
 def _lp(
@@ -555,16 +638,3 @@ def _lp(
     if maximise:
         lp.sense_ = highspy.ObjSense.kMaximize
     return lp
-
-
-def score(loss: np.ndarray, chosen: Sequence[int]) -> float:
-    """sum over tasks of the least loss among the chosen networks (Standley's test scoring)."""
-    return float(per_task(loss, chosen).sum())
-
-
-def per_task(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
-    """Per task, the least loss among the chosen networks that have it (NaN if none does)."""
-    sub = np.asarray(loss, dtype=float)[list(chosen)]
-    with np.errstate(all="ignore"):
-        out = np.nanmin(np.where(np.isnan(sub), np.inf, sub), axis=0)
-    return np.where(np.isinf(out), np.nan, out)

@@ -13,6 +13,8 @@ SELECT
     architecture, weighting, network,
     any_value(size) AS size,
     any_value(cost) AS cost,
+    -- Multiply-adds (NULL for external results): the macs cost model divides by a reference.
+    any_value(macs) AS macs,
     task,
     count(*) AS n_seeds,
     avg(val_final) AS val_final,

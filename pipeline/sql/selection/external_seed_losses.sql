@@ -6,7 +6,7 @@
 -- this query sees one shape. Parameters:
 --   $tasks  the task names to keep (a VARCHAR list), or NULL for every task
 SELECT
-    architecture, weighting, network, size, cost, seed,
+    architecture, weighting, network, size, cost, NULL::BIGINT AS macs, seed,
     status = 'diverged' AS diverged,
     NULL::INTEGER AS diverged_epoch,
     NULL::INTEGER AS final_epoch,

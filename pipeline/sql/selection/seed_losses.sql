@@ -8,7 +8,7 @@
 -- candidate_seeds.sql and excluded.sql read, so the epoch logic lives in one place.
 WITH loss AS (
     -- Only the training loss decides groupings; other metrics (roc_auc, ...) are for reports.
-    SELECT architecture, weighting, network, size, cost, seed, task, split, epoch, epochs,
+    SELECT architecture, weighting, network, size, cost, macs, seed, task, split, epoch, epochs,
         status, diverged_epoch, value
     FROM metrics
     WHERE metric = 'loss'
@@ -18,6 +18,7 @@ network_seed AS (
     SELECT architecture, weighting, network, seed,
         any_value(size) AS size,
         any_value(cost) AS cost,
+        any_value(macs) AS macs,
         bool_or(status = 'diverged') AS diverged,
         min(diverged_epoch) AS diverged_epoch,
         -- A diverged network stops early; its last recorded epoch is its final one.
@@ -48,7 +49,7 @@ best_epoch AS (
     WHERE rank = 1
 )
 SELECT
-    n.architecture, n.weighting, n.network, n.size, n.cost, n.seed, n.diverged,
+    n.architecture, n.weighting, n.network, n.size, n.cost, n.macs, n.seed, n.diverged,
     n.diverged_epoch, n.final_epoch, b.best_epoch, n.early_epoch, l.task,
     -- Pivot the three epochs x two splits into columns (one row per network x seed x task).
     max(l.value) FILTER (WHERE l.split = 'val' AND l.epoch = n.final_epoch) AS val_final,

@@ -1,0 +1,285 @@
+"""Outputs of the solve: the groupings table (Parquet, declared schema), the budget curve (PNG)
+and a summary for people (Markdown). All three are written atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from string import Template
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..io import atomic_write
+from ..schema import GROUPINGS, write_table
+from .candidates import Candidates
+from .scoring import Scored
+from .solving import BASELINES, METHODS, Settings
+
+LABELS = {
+    "optimal": "optimal (OS)",
+    "esa": "early stopping (ESA)",
+    "hoa": "higher-order approx. (HOA)",
+    "all_in_one": "all-in-one",
+    "independent": "independent",
+    "independent_mix": "independent (mixed sizes)",
+    "random": "random",
+    "worst": "worst",
+}
+
+
+def groupings_frame(
+    results: list[tuple[Candidates, list[Scored]]],
+    settings: Settings,
+) -> pd.DataFrame:
+    """The groupings table as a DataFrame of the GROUPINGS columns."""
+    rows = []
+    for cand, scored in results:
+        base = {
+            "architecture": cand.architecture,
+            "weighting": cand.weighting,
+            "objective": settings.objective,
+            "epoch": settings.epoch,
+            "n_seeds": len(cand.seeds),
+        }
+        for s in scored:
+            o = s.outcome
+            head = {
+                **base,
+                "budget": o.budget,
+                "method": o.method,
+                "status": o.status,
+                "note": o.note or None,
+            }
+            if not s.ok:
+                rows.append(head)
+                continue
+            is_random = o.random is not None
+            used = s.cand
+            if s.test_estimated:
+                head["note"] = (
+                    "test total not reported: a chosen task set was never trained (HOA "
+                    "estimate); per-task test losses flagged test_estimated"
+                )
+            head.update(
+                networks=None if is_random else [used.networks[n] for n in o.chosen],
+                cost=None if is_random else float(used.cost[list(o.chosen)].sum()),
+                val_total=None if is_random else float(s.val.sum()),
+                test_total=s.test_total,
+                test_total_std=None if np.isnan(s.test_std) else s.test_std,
+                samples=o.random.samples if is_random else None,
+                gap=o.gap,
+            )
+            for t, task in enumerate(cand.tasks):
+                row = dict(head, task=task, test_loss=float(s.test[t]))
+                if not is_random:
+                    row.update(
+                        network=used.networks[s.val_net[t]],
+                        val_loss=float(s.val[t]),
+                        test_network=used.networks[s.test_net[t]],
+                        test_estimated=not bool(used.trained[s.test_net[t]]),
+                    )
+                rows.append(row)
+    return pd.DataFrame(rows, columns=GROUPINGS.names)
+
+
+def write_groupings(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    write_table(table, path, GROUPINGS)
+
+
+def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Total test loss against budget, one line per method and baseline, one panel per
+    architecture/weighting; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = (
+        frame[frame["status"] == "ok"]
+        .groupby(["architecture", "weighting", "method", "budget"], sort=True)
+        .agg(total=("test_total", "first"), std=("test_total_std", "first"))
+        .reset_index()
+    )
+    panels = sorted({(a, w) for a, w in zip(frame["architecture"], frame["weighting"])})
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), squeeze=False)
+    styles = {
+        "optimal": "o-",
+        "esa": "s-",
+        "hoa": "^-",
+        "all_in_one": "D--",
+        "independent": "v--",
+        "independent_mix": "<--",
+        "random": "x:",
+        "worst": "+:",
+    }
+    objective = frame["objective"].iloc[0] if len(frame) else "sum"
+    for ax, (arch, weighting) in zip(axes[0], panels):
+        panel = totals[(totals["architecture"] == arch) & (totals["weighting"] == weighting)]
+        for method in METHODS + BASELINES:
+            line = panel[panel["method"] == method]
+            if line.empty:
+                continue
+            ax.plot(line["budget"], line["total"], styles[method], label=LABELS[method])
+            if line["std"].notna().any():
+                ax.fill_between(
+                    line["budget"],
+                    line["total"] - line["std"].fillna(0),
+                    line["total"] + line["std"].fillna(0),
+                    alpha=0.15,
+                )
+        ax.set_title(f"{arch} / {weighting}")
+        ax.set_xlabel("inference budget (full-size single-task networks)")
+        ax.set_ylabel("total test loss" + (" (normalised)" if objective == "normalised" else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    try:
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+
+
+def _fmt(total: float, std: float) -> str:
+    if np.isnan(total):
+        return "—"
+    return f"{total:.5f}" if np.isnan(std) else f"{total:.5f} ± {std:.5f}"
+
+
+def _verdict(best: Scored, baseline: Scored) -> str:
+    if not (best.ok and baseline.ok):
+        return "—"
+    advantage = baseline.test_total - best.test_total
+    stds = [x for x in (best.test_std, baseline.test_std) if not np.isnan(x)]
+    if not stds:
+        return f"{advantage:+.5f} (one seed: noise unknown)"
+    noise = max(stds)
+    word = "exceeds" if advantage > noise else "within"
+    return f"{advantage:+.5f} ({word} seed noise {noise:.5f})"
+
+
+# The summary's prose lives in report/ (summary.md, summary_method.md, string.Template), next to
+# the captions Snakemake's report shows with it; the tables are filled in here.
+TEMPLATES = Path(__file__).resolve().parents[2] / "report"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    # A "|" in a task name would end its Markdown cell.
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(
+        lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in r) + " |" for r in rows]
+    )
+
+
+def _method_section(
+    cand: Candidates, scored: list[Scored], settings: Settings, excluded: pd.DataFrame
+) -> str:
+    by = {(s.outcome.method, s.outcome.budget): s for s in scored}
+    mine = excluded[
+        (excluded["architecture"] == cand.architecture) & (excluded["weighting"] == cand.weighting)
+    ]
+    if mine.empty:
+        excluded_line = "Excluded as diverged: none."
+    else:
+        listed = "; ".join(
+            f"`{r.network}` (seeds {[int(x) for x in r.diverged_seeds]})" for r in mine.itertuples()
+        )
+        excluded_line = f"Excluded as diverged ({len(mine)}): {listed}."
+    budgets = settings.budgets
+    totals = _table(
+        ["budget"] + [LABELS[m] for m in METHODS + BASELINES],
+        [
+            [f"{b:g}"] + [_fmt(by[m, b].test_total, by[m, b].test_std) for m in METHODS + BASELINES]
+            for b in budgets
+        ],
+    )
+    groups = _table(
+        ["budget"] + [LABELS[m] for m in METHODS],
+        [
+            [f"{b:g}"]
+            + [
+                " ".join(by[m, b].groups()) if by[m, b].ok else by[m, b].outcome.status
+                for m in METHODS
+            ]
+            for b in budgets
+        ],
+    )
+    advantage = _table(
+        ["budget", "vs all-in-one", "vs independent", "vs independent (mixed sizes)"],
+        [
+            [f"{b:g}"]
+            + [
+                _verdict(by["optimal", b], by[m, b])
+                for m in ("all_in_one", "independent", "independent_mix")
+            ]
+            for b in budgets
+        ],
+    )
+    ordered = sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
+    notes = [
+        f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
+        for s in ordered
+        if s.outcome.status != "ok"
+    ]
+    unproven = [
+        f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
+        for s in ordered
+        if s.ok and s.outcome.gap is not None and s.outcome.gap > 0
+    ]
+    if unproven:
+        proof = "**Not proven optimal** (a time limit stopped the MIP first):\n\n" + "\n".join(
+            unproven
+        )
+    else:
+        proof = "Every OS, ESA and HOA answer above is proven optimal (MIP gap 0)" + (
+            "; so is every worst cover."
+            if any(s.outcome.method == "worst" and s.ok for s in scored)
+            else "."
+        )
+    template = Template((TEMPLATES / "summary_method.md").read_text())
+    return template.substitute(
+        architecture=cand.architecture,
+        weighting=cand.weighting,
+        n_networks=len(cand.networks),
+        n_tasks=len(cand.tasks),
+        tasks=", ".join(cand.tasks),
+        n_seeds=len(cand.seeds),
+        excluded=excluded_line,
+        totals=totals,
+        groups=groups,
+        advantage=advantage,
+        not_solved="\nNot solved:\n\n" + "\n".join(notes) + "\n" if notes else "",
+        proof=proof,
+    )
+
+
+def summary_markdown(
+    results: list[tuple[Candidates, list[Scored]]],
+    settings: Settings,
+    excluded: pd.DataFrame,
+    source: str,
+) -> str:
+    """Which tasks train together at each budget, per method, whether it beats baselines by
+    more than the seed noise, and which answers are not proven optimal."""
+    template = Template((TEMPLATES / "summary.md").read_text())
+    return template.substitute(
+        source=source,
+        objective=settings.objective,
+        objective_meaning="Standley: plain sum"
+        if settings.objective == "sum"
+        else "each task divided by its full-size single-task loss",
+        epoch=settings.epoch,
+        esa_fraction=f"{settings.esa_fraction:g}",
+        tolerance=f"{settings.cost_tolerance:g}",
+        cost_unit=results[0][0].cost_unit if results else "—",
+        cost_model=settings.cost,
+        methods="\n".join(_method_section(c, s, settings, excluded) for c, s in results),
+    )
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,275 @@
+"""The whole solve for one set of candidates: its settings, OS, ESA and HOA on every budget plus
+the baselines (one table, SOLVERS), each answer an Outcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from . import baselines
+from .candidates import Candidates
+from .hoa import higher_order_approximation
+from .solver import BudgetSolver, worst_cover
+
+METHODS = ("optimal", "esa", "hoa")
+BASELINES = ("all_in_one", "independent", "independent_mix", "random", "worst")
+# The worst cover is a reference, not an answer: past this many seconds per budget it is
+# reported as the worst found with its proven gap.
+WORST_TIME_LIMIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The config's ``selection:`` section, with its defaults (schemas/config.schema.yaml)."""
+
+    budgets: tuple[float, ...] = (1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5)
+    esa_fraction: float = 0.2
+    epoch: str = "final"
+    objective: str = "sum"
+    random_samples: int = 1000
+    random_seed: int = 0
+    # Absolute slack on every budget. A multi-task network's extra heads cost a rounding error
+    # of the shared trunk (a 12-task network costs 1.0095); Standley counts every full network
+    # as 1, so "budget 1 buys the all-in-one network" must survive that rounding.
+    cost_tolerance: float = 0.01
+    # HOA adds estimated networks for untrained task sets of 3..hoa_max_order tasks.
+    hoa_max_order: int = 3
+    # Seconds per MIP (one method at one budget); None: until proven optimal. When it stops
+    # HiGHS first, the incumbent is reported with its proven gap.
+    time_limit_s: float | None = None
+    # Budget cost model (candidates.cost_model): units (Standley: full 1, half 0.5) or macs.
+    cost: str = "units"
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Settings:
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ValueError(f"selection: unknown key(s) {unknown}; known: {sorted(known)}")
+        if "budgets" in config:
+            config["budgets"] = tuple(float(b) for b in config["budgets"])
+        settings = cls(**config)
+        if settings.epoch not in ("final", "best_val"):
+            raise ValueError(f"selection.epoch: 'final' or 'best_val', not {settings.epoch!r}")
+        if settings.objective not in ("sum", "normalised"):
+            raise ValueError(
+                f"selection.objective: 'sum' or 'normalised', not {settings.objective!r}"
+            )
+        if settings.cost not in ("units", "macs"):
+            raise ValueError(f"selection.cost: 'units' or 'macs', not {settings.cost!r}")
+        if settings.time_limit_s is not None and not settings.time_limit_s > 0:
+            raise ValueError("selection.time_limit_s: positive seconds, or null for no limit")
+        if not settings.budgets or min(settings.budgets) <= 0:
+            raise ValueError("selection.budgets: at least one budget, all positive")
+        return settings
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One method at one budget: the chosen networks, or why there are none."""
+
+    method: str
+    budget: float
+    status: str  # ok | infeasible | unavailable
+    note: str = ""
+    # The candidates ``chosen`` indexes (HOA's include estimated networks) and the loss table
+    # the choice was made on; None for random and for failures.
+    cand: Candidates | None = None
+    chosen: tuple[int, ...] = ()
+    selection: np.ndarray | None = None
+    random: baselines.RandomResult | None = None
+    # Proven relative optimality gap of a MIP answer (0: optimal); None where no MIP decided.
+    gap: float | None = None
+
+
+def _solve(
+    cand: Candidates, table: np.ndarray, method: str, settings: Settings, what: str
+) -> list[Outcome]:
+    nets = np.flatnonzero(cand.usable(table))
+    uncovered = [t for t, ok in zip(cand.tasks, cand.members[nets].any(axis=0)) if not ok]
+    if uncovered:
+        note = f"no {what} losses for task(s) {uncovered}"
+        return [Outcome(method, b, "unavailable", note) for b in settings.budgets]
+    sub_table, sub_cost = table[nets], cand.cost[nets]
+    solver = BudgetSolver(
+        sub_table, sub_cost, settings.cost_tolerance, time_limit=settings.time_limit_s
+    )
+    solutions = solver.solve_all(settings.budgets)
+    out = []
+    for budget, solution in zip(settings.budgets, solutions):
+        if solution is None:
+            note = (
+                f"budget {budget:g} (+ tolerance {settings.cost_tolerance:g}) is below the "
+                f"cheapest cover of every task, {solver.cover.lower:.6g}"
+            )
+            out.append(Outcome(method, budget, "infeasible", note))
+        else:
+            chosen = tuple(int(nets[i]) for i in solution.chosen)
+            note = (
+                ""
+                if solution.optimal
+                else f"not proven optimal: stopped at the time limit with gap {solution.gap:.3%}"
+            )
+            out.append(
+                Outcome(
+                    method,
+                    budget,
+                    "ok",
+                    note,
+                    cand=cand,
+                    chosen=chosen,
+                    selection=table,
+                    gap=solution.gap,
+                )
+            )
+    return out
+
+
+def _optimal(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return _solve(cand, cand.val, "optimal", settings, "validation")
+
+
+def _esa(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return _solve(cand, cand.early, "esa", settings, "early-epoch validation")
+
+
+def _hoa(cand: Candidates, settings: Settings) -> list[Outcome]:
+    hoa = higher_order_approximation(cand, settings.hoa_max_order)
+    return _solve(hoa, hoa.val, "hoa", settings, "HOA")
+
+
+def _chosen(
+    method: str, budget: float, cand: Candidates, chosen: tuple[int, ...] | None, why: str
+) -> Outcome:
+    """A baseline's choice on validation, or why it has none."""
+    if chosen is None:
+        return Outcome(method, budget, "infeasible", why)
+    return Outcome(method, budget, "ok", cand=cand, chosen=chosen, selection=cand.val)
+
+
+def _all_in_one(cand: Candidates, settings: Settings) -> list[Outcome]:
+    tol = settings.cost_tolerance
+    return [
+        _chosen(
+            "all_in_one",
+            b,
+            cand,
+            baselines.all_in_one(cand, b, tol),
+            "no network has every task"
+            if not cand.all_in_one().any()
+            else f"the all-task network costs more than {b:g} + {tol:g}",
+        )
+        for b in settings.budgets
+    ]
+
+
+def _independent(cand: Candidates, settings: Settings) -> list[Outcome]:
+    return [
+        _chosen(
+            "independent",
+            b,
+            cand,
+            baselines.independent(cand, b, settings.cost_tolerance),
+            "no one-size set of single-task networks fits the budget",
+        )
+        for b in settings.budgets
+    ]
+
+
+def _independent_mix(cand: Candidates, settings: Settings) -> list[Outcome]:
+    solutions = baselines.independent_mix(cand, list(settings.budgets), settings.cost_tolerance)
+    return [
+        _chosen(
+            "independent_mix",
+            b,
+            cand,
+            None if s is None else s.chosen,
+            "single-task networks for every task do not fit the budget",
+        )
+        for b, s in zip(settings.budgets, solutions)
+    ]
+
+
+def _deployable(cand: Candidates) -> np.ndarray:
+    # Random and worst ignore validation: they are drawn from the deployable networks as a
+    # reference for what choosing buys, scored on test like everything else.
+    return np.flatnonzero(cand.trained & cand.usable(cand.test))
+
+
+def _random(cand: Candidates, settings: Settings) -> list[Outcome]:
+    nets = _deployable(cand)
+    test, cost = cand.test[nets], cand.cost[nets]
+    out = []
+    for budget in settings.budgets:
+        result = baselines.random_choice(
+            test,
+            cost,
+            budget,
+            settings.cost_tolerance,
+            settings.random_samples,
+            settings.random_seed,
+        )
+        if result is None:
+            draws = baselines.max_draws(settings.random_samples, len(nets))
+            note = f"none of {draws:,} random draws covered every task"
+            out.append(Outcome("random", budget, "infeasible", note))
+        else:
+            out.append(Outcome("random", budget, "ok", random=result))
+    return out
+
+
+def _worst(cand: Candidates, settings: Settings) -> list[Outcome]:
+    nets = _deployable(cand)
+    test, cost = cand.test[nets], cand.cost[nets]
+    limit = min(WORST_TIME_LIMIT_S, settings.time_limit_s or WORST_TIME_LIMIT_S)
+    out = []
+    for budget in settings.budgets:
+        worst = worst_cover(test, cost, budget, settings.cost_tolerance, time_limit=limit)
+        if worst is None:
+            note = f"no cover of every task uses the budget (or none found within {limit:g} s)"
+            out.append(Outcome("worst", budget, "infeasible", note))
+            continue
+        chosen = tuple(int(nets[i]) for i in worst[0])
+        note = (
+            ""
+            if worst[2] <= 0
+            else f"a lower bound: the worst cover found in {limit:g} s, proven within "
+            f"{worst[2]:.3%} of the true worst"
+        )
+        out.append(
+            Outcome(
+                "worst",
+                budget,
+                "ok",
+                note,
+                cand=cand,
+                chosen=chosen,
+                selection=cand.val,
+                gap=worst[2],
+            )
+        )
+    return out
+
+
+# Every method and baseline: name -> its outcomes at every budget. The order is the report's.
+SOLVERS: dict[str, Callable[[Candidates, Settings], list[Outcome]]] = {
+    "optimal": _optimal,
+    "esa": _esa,
+    "hoa": _hoa,
+    "all_in_one": _all_in_one,
+    "independent": _independent,
+    "independent_mix": _independent_mix,
+    "random": _random,
+    "worst": _worst,
+}
+assert tuple(SOLVERS) == METHODS + BASELINES
+
+
+def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
+    """Every method and baseline at every budget for one method's candidates."""
+    if settings.objective == "normalised":
+        cand = cand.normalised()
+    return [outcome for solver in SOLVERS.values() for outcome in solver(cand, settings)]
