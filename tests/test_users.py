@@ -312,3 +312,12 @@ def test_a_bad_config_file_ends_without_a_traceback(tmp_path: Path, capsys) -> N
 def test_the_validate_warning_is_a_data_warning() -> None:
     # DataWarning is what the Snakefile's validation emits too (to stderr, once).
     assert issubclass(DataWarning, UserWarning)
+
+
+def test_select_reads_its_config_through_the_workflow_schema(tmp_path: Path, capsys) -> None:
+    (tmp_path / "c.yaml").write_text("selection: {budgets: [1, 0], objectiv: sum}\n")
+    code = main(["select", "--configfile", str(tmp_path / "c.yaml"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "config key selection.budgets.1: 0 is less than or equal to the minimum of 0" in err
+    assert "config key selection.objectiv: unknown key (typo?)" in err

@@ -81,6 +81,10 @@ def test_sweep_ends_with_the_grouping_solve_and_a_report(three_task_run: Path) -
     for network in optimal["networks"].iloc[0]:
         tasks = network.split("@")[0].split("+")
         assert "{" + ", ".join(tasks) + "}" in row, (network, row)
+    # Which network serves each task: the `network` column, as "`net` → tasks".
+    serving = next(ln for ln in summary.splitlines() if ln.startswith("| 4 |") and "→" in ln)
+    for network, served in optimal.groupby("network")["task"]:
+        assert f"`{network}` → {', '.join(served)}" in serving, (network, serving)
     snakemake(three_task_run, "--report", "report.html")
     html = (three_task_run / "report.html").read_text(errors="replace")
     assert "budget_curve.png" in html

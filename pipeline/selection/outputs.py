@@ -174,6 +174,28 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
+# Tasks listed per serving network in summary.md; the rest are counted (hundreds of tasks stay
+# one line per budget; groupings.parquet has every task's row, `taskgroup export` a file).
+MAX_SERVED_LISTED = 8
+
+
+def _serving(s: Scored) -> str:
+    """Each chosen network and the tasks it serves (its best chosen network on selection)."""
+    if not s.ok or s.outcome.random is not None:
+        return s.outcome.status if not s.ok else "—"
+    served: dict[int, list[str]] = {}
+    for task, n in zip(s.cand.tasks, s.val_net):
+        if n >= 0:
+            served.setdefault(int(n), []).append(task)
+    parts = []
+    for n, tasks in served.items():
+        shown = ", ".join(tasks[:MAX_SERVED_LISTED])
+        if len(tasks) > MAX_SERVED_LISTED:
+            shown += f" … (+{len(tasks) - MAX_SERVED_LISTED} more)"
+        parts.append(f"`{s.cand.networks[n]}` → {shown}")
+    return "; ".join(parts)
+
+
 def _method_section(
     cand: Candidates, scored: list[Scored], settings: Settings, excluded: pd.DataFrame
 ) -> str:
@@ -206,6 +228,10 @@ def _method_section(
             ]
             for b in budgets
         ],
+    )
+    serving = _table(
+        ["budget", "network → tasks it serves (optimal)"],
+        [[f"{b:g}", _serving(by["optimal", b])] for b in budgets],
     )
     advantage = _table(
         ["budget", "vs all-in-one", "vs independent", "vs independent (mixed sizes)"],
@@ -250,6 +276,7 @@ def _method_section(
         excluded=excluded_line,
         totals=totals,
         groups=groups,
+        serving=serving,
         advantage=advantage,
         not_solved="\nNot solved:\n\n" + "\n".join(notes) + "\n" if notes else "",
         proof=proof,
