@@ -163,7 +163,7 @@ def test_external_round_trip_reproduces_setting1(tmp_path):
         results[suffix] = pd.read_parquet(tmp_path / suffix / "groupings.parquet")
     pd.testing.assert_frame_equal(results["csv"], results["parquet"])
     g = results["csv"]
-    optimal = g[g["method"] == "optimal"].groupby("budget")["test_total"].first()
+    optimal = g[g["selection_method"] == "optimal"].groupby("budget")["test_total"].first()
     assert optimal.iloc[1:].tolist() == pytest.approx(PUBLISHED["optimal"][1:], abs=5e-6)
     png = (tmp_path / "csv" / "budget_curve.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"

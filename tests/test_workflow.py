@@ -70,12 +70,12 @@ def test_sweep_writes_one_file_per_network_and_a_collected_table(three_task_run:
 def test_sweep_ends_with_the_grouping_solve_and_a_report(three_task_run: Path) -> None:
     results = three_task_run / "results"
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
-    assert {"optimal", "esa", "hoa", "all_in_one"} <= set(groupings["method"])
+    assert {"optimal", "esa", "hoa", "all_in_one"} <= set(groupings["selection_method"])
     assert set(groupings["budget"]) == {1.0, 2.0, 3.0, 4.0}
     assert (results / "budget_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (results / "summary.md").read_text()
     # Real content: at the largest budget, the optimal choice's total and its groups.
-    optimal = groupings[(groupings["method"] == "optimal") & (groupings["budget"] == 4.0)]
+    optimal = groupings[(groupings["selection_method"] == "optimal") & (groupings["budget"] == 4.0)]
     assert f"{optimal['test_total'].iloc[0]:.5f}" in summary
     row = next(ln for ln in summary.splitlines() if ln.startswith("| 4 |") and "{" in ln)
     for network in optimal["networks"].iloc[0]:

@@ -119,6 +119,8 @@ def test_a_100_task_all_in_one_network_trains_collects_and_is_solved(tmp_path: P
     assert metrics["task"].nunique() == 100 and metrics["network"].nunique() == 1
     assert "100 tasks #" in metrics["network"].iloc[0]
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
-    optimal = groupings[(groupings["method"] == "optimal") & (groupings["budget"] == 20.0)]
+    optimal = groupings[
+        (groupings["selection_method"] == "optimal") & (groupings["budget"] == 20.0)
+    ]
     assert optimal["task"].nunique() == 100 and optimal["test_loss"].notna().all()
     assert set(optimal["network"]) == {manifest[0]["network"]}

@@ -48,7 +48,7 @@ def groupings_frame(
             head = {
                 **base,
                 "budget": o.budget,
-                "method": o.method,
+                "selection_method": o.method,
                 "status": o.status,
                 "note": o.note or None,
             }
@@ -99,7 +99,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
     totals = (
         frame[frame["status"] == "ok"]
-        .groupby(["architecture", "weighting", "method", "budget"], sort=True)
+        .groupby(["architecture", "weighting", "selection_method", "budget"], sort=True)
         .agg(total=("test_total", "first"), std=("test_total_std", "first"))
         .reset_index()
     )
@@ -119,7 +119,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     for ax, (arch, weighting) in zip(axes[0], panels):
         panel = totals[(totals["architecture"] == arch) & (totals["weighting"] == weighting)]
         for method in METHODS + BASELINES:
-            line = panel[panel["method"] == method]
+            line = panel[panel["selection_method"] == method]
             if line.empty:
                 continue
             ax.plot(line["budget"], line["total"], styles[method], label=LABELS[method])
