@@ -113,7 +113,7 @@ def compute_seconds(results: Path) -> tuple[int, float, float, float]:
 def os_totals(results: Path) -> pd.DataFrame:
     frame = pq.read_table(results / "groupings.parquet").to_pandas()
     frame = frame[frame["status"] == "ok"]
-    return frame.groupby(["method", "budget"])[["test_total", "test_total_std"]].first()
+    return frame.groupby(["selection_method", "budget"])[["test_total", "test_total_std"]].first()
 
 
 def planted(tasks: list[str]) -> list[str]:
@@ -122,7 +122,7 @@ def planted(tasks: list[str]) -> list[str]:
 
 def os_ari(results: Path, budget: float) -> float:
     frame = pq.read_table(results / "groupings.parquet").to_pandas()
-    rows = frame[(frame["method"] == "optimal") & (frame["budget"] == budget)]
+    rows = frame[(frame["selection_method"] == "optimal") & (frame["budget"] == budget)]
     rows = rows.dropna(subset=["task"]).sort_values("task")
     if rows.empty:
         return float("nan")

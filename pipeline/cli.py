@@ -1,12 +1,14 @@
-"""``python -m pipeline``: split data, train one network, collect, query, select.
+"""taskgroup: check a config, list its networks, query a collected sweep, solve and export
+the grouping at a budget. The sweep itself runs with snakemake (README.md).
 
-Snakemake calls these same functions; the CLI is for people: day-one queries over a sweep and
-read-only SQL.
+"taskgroup" is the command installed with the package; "python -m pipeline" is the same
+program under its module name.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -78,19 +80,90 @@ def cmd_networks(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_config_file
-    from .sweep import plan_networks
+    from .strategies import estimates
+    from .sweep import method_key, plan_networks, sweep_methods
 
-    config = load_config_file(args.configfile)
+    config = load_config_file(
+        args.configfile, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
+    )
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
+    seeds, methods = config["sweep"]["seeds"], sweep_methods(config)
+    trainings = len(nets) * len(seeds) * len(methods)
+    later = (
+        f"; sweep.strategy {config['sweep']['strategy']}: more networks decided at run time"
+        if estimates(config["sweep"])
+        else ""
+    )
     print(
         f"{args.configfile}: valid; {len(config['dataset']['tasks'])} tasks, "
-        f"{len(nets)} networks x {len(config['sweep']['seeds'])} seed(s)"
+        f"{len(nets)} networks x {len(seeds)} seed(s) x {len(methods)} training method(s) "
+        f"({', '.join(method_key(a, w) for a, w in methods)}) = {trainings} trainings{later}"
+    )
+    if config["dataset"]["name"] == "table":
+        from .datasets import load_dataset
+
+        data = load_dataset(config["dataset"])
+        for task, labels in data.class_labels.items():
+            mapping = ", ".join(f"{i}={label}" for i, label in enumerate(labels))
+            print(f"task {task!r}: class ids {mapping}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_weights, read_grouping, write_grouping
+
+    grouping = read_grouping(args.results, args.budget, args.selection_method, args.training_method)
+    if args.weights:
+        from .config import load_config_file
+
+        config = load_config_file(args.configfile, check_data=False)
+        written = export_weights(config, grouping, args.results, args.weights)
+        if len(written) < sum(len(n["files"]) for n in grouping["networks"]):
+            write_grouping(grouping, args.out)
+            print(f"wrote {args.out}; some weights were not saved (see above)", file=sys.stderr)
+            return 1
+    write_grouping(grouping, args.out)
+    tasks = sum(len(n["serves"]) for n in grouping["networks"])
+    print(
+        f"wrote {args.out}: {len(grouping['networks'])} network(s) serving {tasks} task(s) at "
+        f"budget {grouping['budget']:g} ({grouping['selection_method']})"
     )
     return 0
 
 
+def cmd_leftovers(args: argparse.Namespace) -> int:
+    from .config import load_config_file
+    from .leftovers import delete, find_leftovers
+
+    config = load_config_file(args.configfile, check_data=False)
+    found = find_leftovers(config)
+    for path in found:
+        print(path)
+    if args.delete and found:
+        delete(config, found)
+        print(f"deleted {len(found)} file(s)", file=sys.stderr)
+    elif found:
+        print(
+            f"{len(found)} file(s) the config no longer produces; --delete removes them",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="taskgroup", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     q = sub.add_parser("query", help="run a named query over a collected sweep (read-only)")
@@ -113,9 +186,39 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--files", action="store_true", help="also each network's file under runs/")
     n.set_defaults(func=cmd_networks)
 
-    v = sub.add_parser("validate", help="check a config (schema, tasks, split) without running")
+    v = sub.add_parser(
+        "validate", help="check a config (schema, tasks, split) and count its trainings"
+    )
     v.add_argument("--configfile", default="config.yaml")
     v.set_defaults(func=cmd_validate)
+
+    x = sub.add_parser(
+        "export", help="write the grouping chosen at a budget (YAML/JSON), optionally weights"
+    )
+    x.add_argument("--budget", type=_budget, required=True)
+    x.add_argument(
+        "--selection-method", "--method", default="optimal",
+        help="optimal (default), esa, hoa, all_in_one, independent, independent_mix, worst",
+    )  # fmt: skip
+    x.add_argument(
+        "--training-method", help="<architecture>-<weighting>, when the sweep has several"
+    )
+    x.add_argument("--results", default="results", help="the sweep's results_dir")
+    x.add_argument("--out", default="grouping.yaml", help=".yaml or .json")
+    x.add_argument(
+        "--weights", metavar="DIR",
+        help="retrain the chosen networks (deterministic: checked against the recorded "
+        "losses) and save their weights under DIR",
+    )  # fmt: skip
+    x.add_argument("--configfile", default="config.yaml", help="the config of the results")
+    x.set_defaults(func=cmd_export)
+
+    lo = sub.add_parser(
+        "leftovers", help="list network files the config no longer produces (--delete: remove)"
+    )
+    lo.add_argument("--configfile", default="config.yaml")
+    lo.add_argument("--delete", action="store_true", help="delete them (and their logs)")
+    lo.set_defaults(func=cmd_leftovers)
 
     try:
         from .selection.cli import add_subparsers
@@ -134,14 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as err:
-        if isinstance(err, ValueError):
-            # Imported here, not up front: .config pulls in torch (models), seconds that
-            # `select` and `solve-external` never need.
-            from .config import ConfigError
-            from .datasets import DatasetError
-
-            if not isinstance(err, (ConfigError, DatasetError)):
-                raise
+        # Bad input (ConfigError, DatasetError, ExportError, InfeasibleBudget, a malformed
+        # number: all ValueErrors) ends in one line, never a traceback; TASKGROUP_DEBUG=1
+        # shows it. Nothing imported up front: .config pulls in torch, which `select` and
+        # `solve-external` never need.
+        if os.environ.get("TASKGROUP_DEBUG"):
+            raise
         print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 2
     except Exception as err:  # duckdb errors for bad or writing SQL

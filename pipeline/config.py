@@ -3,74 +3,39 @@ then the checks a schema cannot express. Every error names the offending key, fi
 
 from __future__ import annotations
 
-import copy
 import difflib
-from importlib import resources
+import warnings
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
 from .models import ARCHITECTURES
+
+# Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
+from .options import (  # noqa: F401
+    ConfigError,
+    load_schema,
+    schema_defaults,
+    schema_path,
+    validate_schema,
+)
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
 from .sweep import count_networks
 from .weighting import WEIGHTINGS
 
 
-class ConfigError(ValueError):
-    """The config cannot run; the message says which key and why."""
+class DataWarning(UserWarning):
+    """The config runs, but something about the data deserves a look (e.g. a task with one
+    class in the val or test split: NaN ROC-AUC there)."""
 
 
-def schema_path() -> Path:
-    # The schema lives at the repo root (schemas/) for Snakemake users and ships in the package.
-    root = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-    if root.exists():
-        return root
-    return Path(str(resources.files("pipeline").joinpath("config.schema.yaml")))
-
-
-def _with_defaults(validator_class):
-    validate_properties = validator_class.VALIDATORS["properties"]
-
-    def set_defaults(validator, properties, instance, schema):
-        if isinstance(instance, dict):
-            for name, sub in properties.items():
-                if "default" in sub and name not in instance:
-                    instance[name] = copy.deepcopy(sub["default"])
-        yield from validate_properties(validator, properties, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
-
-
-def _key(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
-
-
-def validate_schema(config: dict) -> dict:
-    """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid."""
-    schema = yaml.safe_load(schema_path().read_text())
-    config = copy.deepcopy(config)
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    # Defaults go in on a first pass; a second pass reports errors against the filled config.
-    for _ in validator.iter_errors(config):
-        pass
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for error in errors:
-            if error.validator == "additionalProperties":
-                lines.append(f"config key {_key(error)}: {error.message} (typo?)")
-            else:
-                lines.append(f"config key {_key(error)}: {error.message}")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
-    return config
-
-
-def resolve_config(config: dict, check_data: bool = True) -> dict:
+def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     """Validate ``config`` and fill ``dataset.tasks``; with ``check_data``, load the dataset and
-    the split to check every task has labels (and both classes) in every split."""
+    the split to check every task has labels in every split and both classes in train. A
+    single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept),
+    issued with :func:`warnings.warn`, or passed as text to ``warn`` when given."""
     config = validate_schema(config)
     dataset_cfg = config["dataset"]
     if dataset_cfg["name"] not in LOADERS:
@@ -129,9 +94,18 @@ def resolve_config(config: dict, check_data: bool = True) -> dict:
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
-            check_split(data, labels, tasks)
+            notes = check_split(data, labels, tasks)
         except DatasetError as err:
             raise ConfigError(f"config key split / dataset.tasks: {err}") from err
+        if notes:
+            shown = "\n    ".join(notes[:20]) + (
+                f"\n    ... and {len(notes) - 20} more" if len(notes) > 20 else ""
+            )
+            message = f"{len(notes)} task/split warning(s):\n    {shown}"
+            if warn is not None:
+                warn(message)
+            else:
+                warnings.warn(DataWarning(message), stacklevel=2)
     return config
 
 
@@ -143,10 +117,10 @@ def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:
     return f"{len(known)} known tasks; closest: {close}"
 
 
-def load_config_file(path: str | Path, check_data: bool = True) -> dict:
+def load_config_file(path: str | Path, check_data: bool = True, warn=None) -> dict:
     with open(path) as fh:
         raw = yaml.safe_load(fh) or {}
     try:
-        return resolve_config(raw, check_data=check_data)
+        return resolve_config(raw, check_data=check_data, warn=warn)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err

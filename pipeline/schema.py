@@ -85,8 +85,10 @@ GROUPINGS = pa.schema(
         # Which epoch's losses judged a network: final or best_val.
         pa.field("epoch", pa.string(), nullable=False),
         pa.field("budget", pa.float64(), nullable=False),
-        # optimal | esa | hoa | all_in_one | independent | independent_mix | random | worst
-        pa.field("method", pa.string(), nullable=False),
+        # The selection method (how the solve picked networks; not the training method, which is
+        # architecture x weighting): optimal | esa | hoa | all_in_one | independent |
+        # independent_mix | random | worst. Called "method" before this release.
+        pa.field("selection_method", pa.string(), nullable=False),
         # ok | infeasible (nothing fits the budget) | unavailable (e.g. no early losses)
         pa.field("status", pa.string(), nullable=False),
         pa.field("note", pa.string(), nullable=True),

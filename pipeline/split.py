@@ -41,13 +41,20 @@ def make_split(n_rows: int, fractions: dict[str, float], seed: int) -> np.ndarra
     return labels
 
 
-def check_split(data: Dataset, labels: np.ndarray, tasks: list[str]) -> None:
-    """Every task needs labels, and binary tasks both classes, in every split. All offending
-    tasks are named at once, with counts (one vectorised pass per split: fast at 600+ tasks)."""
+def check_split(data: Dataset, labels: np.ndarray, tasks: list[str]) -> list[str]:
+    """Refuse what cannot train; return warnings for what only cannot be scored.
+
+    Errors (DatasetError, all offending tasks named at once, with counts): a task with no
+    labels in some split, or a classification task with a single class in the train split.
+    Warnings (returned, one line per task and split): a binary task with a single class in the
+    val or test split: its loss is defined there (the grouping solve uses losses) but its
+    ROC-AUC is NaN. One vectorised pass per split: fast at 600+ tasks."""
     index = {name: i for i, name in enumerate(data.task_names)}
     cols = np.array([index[t] if t in index else data.task_index(t) for t in tasks], dtype=int)
     binary = np.array([data.task_types[c] == "binary" for c in cols], dtype=bool)
+    multiclass = np.array([data.task_types[c] == "multiclass" for c in cols], dtype=bool)
     problems: list[str] = []
+    warnings: list[str] = []
     offending: dict[str, None] = {}  # ordered set
     for split in SPLITS:
         y = data.targets[labels == split][:, cols]
@@ -58,24 +65,33 @@ def check_split(data: Dataset, labels: np.ndarray, tasks: list[str]) -> None:
             offending[tasks[j]] = None
             problems.append(f"task {tasks[j]!r} has no labels in the {split} split")
         one_class = binary & (n > 0) & ((positives == 0) | (positives == n))
+        if split == "train":
+            for j in np.flatnonzero(multiclass & (n > 0)):
+                if np.unique(y[labelled[:, j], j]).size < 2:
+                    one_class[j] = True
         for j in np.flatnonzero(one_class):
-            offending[tasks[j]] = None
-            problems.append(
+            line = (
                 f"task {tasks[j]!r} has only one class in the {split} split "
                 f"({n[j]} labels, {positives[j]} positive)"
             )
+            if split == "train":
+                offending[tasks[j]] = None
+                problems.append(line)
+            else:
+                warnings.append(f"{line}: its {split} ROC-AUC is NaN, its loss is kept")
     if problems:
         if len(problems) == 1:
             raise DatasetError(
-                f"{problems[0]}; use another split seed, larger val/test fractions or leave the "
+                f"{problems[0]}; use another split seed, larger fractions or leave the "
                 "task out (dataset.exclude_tasks)"
             )
         # JSON is valid YAML: the line can be pasted into config.yaml as it is.
         raise DatasetError(
             f"{len(problems)} task/split problems in {len(offending)} tasks; use another split "
-            "seed, larger val/test fractions or leave them out with\n  dataset.exclude_tasks: "
+            "seed, larger fractions or leave them out with\n  dataset.exclude_tasks: "
             f"{json.dumps(list(offending), ensure_ascii=False)}\n    " + "\n    ".join(problems)
         )
+    return warnings
 
 
 def write_split(labels: np.ndarray, path: str) -> None:
@@ -92,14 +108,13 @@ def read_split(path: str, n_rows: int) -> np.ndarray:
 
 
 def write_split_for(dataset_config: dict, split_config: dict, path: str, log: str) -> None:
-    """The ``split`` rule's body."""
-    from .datasets import load_dataset
+    """The ``split`` rule's body. ``dataset_config``: :func:`pipeline.datasets.split_params`."""
+    from .datasets import split_rows
 
-    data = load_dataset(dataset_config)
-    labels = make_split(data.n_rows, split_config["fractions"], split_config["seed"])
+    n_rows = split_rows(dataset_config)
+    labels = make_split(n_rows, split_config["fractions"], split_config["seed"])
     write_split(labels, path)
     with open(log, "w") as fh:
         counts = {s: int((labels == s).sum()) for s in SPLITS}
-        print(
-            f"{data.name}: {data.n_rows} rows split {counts} (seed {split_config['seed']})", file=fh
-        )
+        name = dataset_config.get("name")
+        print(f"{name}: {n_rows} rows split {counts} (seed {split_config['seed']})", file=fh)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from math import comb
 
-from .datasets import loader_config
+from .datasets import network_dataset
 
 TASK_SEP = "+"
 # Names built only of these characters were the only ones allowed before; their networks keep
@@ -147,12 +147,16 @@ def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
     return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
 
 
+# "Training method" (also: mtl method): an architecture x loss-weighting pair, the folder
+# runs/<architecture>-<weighting>/ and the columns ``architecture`` / ``weighting``. Not a
+# selection method (optimal, hoa, all_in_one, ...: how the grouping solve picks networks).
 def method_key(architecture: str, weighting: str) -> str:
+    """The training method's key: ``<architecture>-<weighting>``."""
     return f"{architecture}-{weighting}"
 
 
 def sweep_methods(config: dict) -> list[tuple[str, str]]:
-    """The (architecture, weighting) pairs the sweep trains every network with:
+    """The training methods, (architecture, weighting) pairs, the sweep trains every network with:
     ``sweep.methods`` if given, else the one pair of ``model.architecture`` and
     ``training.weighting``. Duplicates are dropped, order kept."""
     listed = config.get("sweep", {}).get("methods") or [
@@ -177,7 +181,10 @@ def network_spec(
     weighting: str | None = None,
 ) -> dict:
     """The complete, JSON-able description of one training (its Snakemake params).
-    ``architecture`` / ``weighting`` default to ``model.architecture`` / ``training.weighting``."""
+    ``architecture`` / ``weighting`` default to ``model.architecture`` / ``training.weighting``.
+    The dataset part is :func:`pipeline.datasets.network_dataset`: for a table, only this
+    network's target columns (and their content hashes), so adding a task or editing another
+    task's labels leaves this spec unchanged."""
     architecture = architecture or config["model"]["architecture"]
     weighting = weighting or config["training"]["weighting"]
     training = {k: config["training"][k] for k in ("epochs", "batch_size", "lr", "weight_decay")}
@@ -186,7 +193,7 @@ def network_spec(
         if method in METHOD_OPTION_KEYS and options:
             training[method] = dict(options)
     return {
-        "dataset": loader_config(config["dataset"]),
+        "dataset": network_dataset(config["dataset"], tasks),
         "split": {"seed": int(config["split"]["seed"]), "fractions": config["split"]["fractions"]},
         "tasks": list(tasks),
         "size": size,

@@ -5,12 +5,13 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # The package is importable from a plain clone too (no install needed to read the workflow).
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from pipeline.config import ConfigError, resolve_config
-from pipeline.datasets import loader_config
+from pipeline.datasets import split_params
 from pipeline.jobs import (
     affinity_job,
     candidates_job,
@@ -32,8 +33,13 @@ from pipeline.sweep import (
 
 try:
     # The data checks (labels and classes per split) load the dataset: once, in the main
-    # process; jobs re-reading the workflow skip them.
-    _resolved = resolve_config(config, check_data=workflow.is_main_process)
+    # process; jobs re-reading the workflow skip them. Data warnings (a single class in val or
+    # test: NaN ROC-AUC there) are printed, not fatal.
+    _resolved = resolve_config(
+        config,
+        check_data=workflow.is_main_process,
+        warn=lambda message: logger.warning(f"taskgroup warning: {message}"),
+    )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.update(_resolved)

@@ -9,4 +9,4 @@ VENV=${TASKGROUP_VENV:-.venv}
 "$VENV/bin/snakemake" "$@"
 echo
 echo "Done. Results in results/: metrics.parquet (every network x task x split x epoch),"
-echo "sweep.duckdb; try: $VENV/bin/python -m pipeline query pairwise_gain --split test"
+echo "sweep.duckdb; try: $VENV/bin/taskgroup query pairwise_gain --split test"

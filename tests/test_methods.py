@@ -209,8 +209,16 @@ def test_half_size_is_half_the_architectures_single_task_cost(architecture: str)
     widths = widths_for_size(architecture, SHAPE, "half")
     _, cost = network_cost(architecture, SHAPE, widths, [1])
     assert cost == pytest.approx(0.5, abs=0.08)
-    _, full = network_cost(architecture, SHAPE, SHAPE.hidden, [1])
-    assert full == 1.0
+    macs = [network_cost(architecture, SHAPE, SHAPE.hidden, [1] * k) for k in (1, 2, 3)]
+    assert macs[0][1] == 1.0
+    # Every task adds the same per-task modules: constant increments, costs above 1.
+    assert macs[2][0] - macs[1][0] == macs[1][0] - macs[0][0] > 0
+    assert macs[2][1] == pytest.approx(macs[2][0] / macs[0][0]) and macs[2][1] > 1.0
+    if architecture != "mtan":
+        # Counted by hand: a 12-16-16-16 trunk (residual for AdaShare: same multiply-adds)
+        # and one 16 -> 1 head per task.
+        assert macs[0][0] == 12 * 16 + 16 * 16 + 16 * 16 + 16
+        assert macs[2][0] == macs[0][0] + 2 * 16
 
 
 def test_mtan_attends_per_task_and_its_modules_cost() -> None:

@@ -14,6 +14,7 @@ from pipeline.models import (
     build_model,
     model_macs,
     network_cost,
+    reference_macs,
     scaled_widths,
     widths_for_size,
 )
@@ -117,7 +118,12 @@ SHAPE = ModelShape(in_features=32, hidden=(64, 64), head_hidden=())
 def test_full_single_task_cost_is_exactly_one() -> None:
     macs, cost = network_cost("hard_sharing", SHAPE, SHAPE.hidden, [1])
     assert macs == 32 * 64 + 64 * 64 + 64 * 1
+    assert reference_macs("hard_sharing", SHAPE) == 32 * 64 + 64 * 64 + 64 * 1
     assert cost == 1.0
+    # The reference is the full single-task network whatever is priced: a half-width one
+    # costs its own hand-counted multiply-adds over that reference.
+    _, half = network_cost("hard_sharing", SHAPE, (32, 32), [1])
+    assert half == pytest.approx((32 * 32 + 32 * 32 + 32) / (32 * 64 + 64 * 64 + 64))
 
 
 @pytest.mark.parametrize("binary_input", [False, True])

@@ -28,7 +28,7 @@ def test_documented_example_solves(tmp_path):
     assert frame.loc[frame["network"] == "s+d@full", "tasks"].iloc[0] == ["s", "d"]
     run_external(path, {"budgets": [1, 1.5, 2], "random_samples": 20}, tmp_path / "out")
     g = pd.read_parquet(tmp_path / "out" / "groupings.parquet")
-    optimal = g[(g["method"] == "optimal") & (g["status"] == "ok")]
+    optimal = g[(g["selection_method"] == "optimal") & (g["status"] == "ok")]
     # Budget 1: the two halves (0.5 + 0.5) beat the one pair on validation.
     at1 = optimal[optimal["budget"] == 1]
     assert sorted(at1["networks"].iloc[0]) == ["d@half", "s@half"]
@@ -52,7 +52,7 @@ def test_minimal_columns_and_diverged_networks(tmp_path):
     run_external(path, {"budgets": [2], "random_samples": 10}, tmp_path / "out")
     g = pd.read_parquet(tmp_path / "out" / "groupings.parquet")
     # The better pair diverged in seed 1: excluded, so the singles are chosen.
-    assert sorted(g[g["method"] == "optimal"]["networks"].iloc[0]) == ["x", "y"]
+    assert sorted(g[g["selection_method"] == "optimal"]["networks"].iloc[0]) == ["x", "y"]
     assert "`xy` (seeds [1])" in (tmp_path / "out" / "summary.md").read_text()
 
 

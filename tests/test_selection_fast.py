@@ -191,10 +191,10 @@ def test_run_external_reports_gap_unit_and_time_limit(tmp_path):
         Settings.from_config({"cost": "flops"})
     run_external(path, config, tmp_path / "out")
     frame = pd.read_parquet(tmp_path / "out" / "groupings.parquet")
-    optimal = frame[(frame["method"] == "optimal") & (frame["status"] == "ok")]
+    optimal = frame[(frame["selection_method"] == "optimal") & (frame["status"] == "ok")]
     assert set(optimal["budget"]) == {2, 3, 6} and (optimal["gap"] == 0).all()
-    assert frame.loc[frame["method"] == "random", "gap"].isna().all()
-    infeasible = frame[(frame["method"] == "optimal") & (frame["budget"] == 1.5)]
+    assert frame.loc[frame["selection_method"] == "random", "gap"].isna().all()
+    infeasible = frame[(frame["selection_method"] == "optimal") & (frame["budget"] == 1.5)]
     assert infeasible["status"].tolist() == ["infeasible"]
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Standley's units" in summary and "proven optimal" in summary

@@ -197,10 +197,10 @@ def test_run_selection_end_to_end(metrics_path, tmp_path):
     )
     check_file(tmp_path / "groupings.parquet", GROUPINGS)
     g = pq.read_table(tmp_path / "groupings.parquet").to_pandas()
-    infeasible = g[(g["budget"] == 0.4) & (g["method"] == "optimal")]
+    infeasible = g[(g["budget"] == 0.4) & (g["selection_method"] == "optimal")]
     assert infeasible["status"].tolist() == ["infeasible"]
     assert "below the cheapest cover" in infeasible["note"].iloc[0]
-    ok = g[(g["status"] == "ok") & (g["method"] == "optimal")]
+    ok = g[(g["status"] == "ok") & (g["selection_method"] == "optimal")]
     assert set(ok["budget"]) == {1, 2, 3}
     # Two seeds: the chosen set's spread over seeds is reported.
     assert ok["test_total_std"].notna().all()
@@ -217,7 +217,7 @@ def test_normalised_objective(metrics_path, tmp_path):
     )
     g = pd.read_parquet(tmp_path / "groupings.parquet")
     assert set(g["objective"]) == {"normalised"}
-    independent = g[(g["method"] == "independent") & (g["budget"] == 2)]
+    independent = g[(g["selection_method"] == "independent") & (g["budget"] == 2)]
 
     # All full-size singles do not fit 2; all halves do. Each task's loss is divided by its
     # full-size single-task loss (means over seeds).
@@ -226,7 +226,7 @@ def test_normalised_objective(metrics_path, tmp_path):
 
     expected = [mean("half", t) / mean("full", t) for t in TASKS]
     assert independent.sort_values("task")["val_loss"].tolist() == pytest.approx(expected)
-    optimal = g[(g["method"] == "optimal") & (g["budget"] == 2)]
+    optimal = g[(g["selection_method"] == "optimal") & (g["budget"] == 2)]
     assert optimal["val_total"].iloc[0] <= sum(expected) + 1e-12
 
 
@@ -242,7 +242,11 @@ def test_cost_model_decides_whether_the_all_task_network_fits_budget_1(
         tmp_path,
     )
     g = pq.read_table(tmp_path / "groupings.parquet").to_pandas()
-    status = g.loc[(g["method"] == "all_in_one") & (g["budget"] == 1), "status"].unique().tolist()
+    status = (
+        g.loc[(g["selection_method"] == "all_in_one") & (g["budget"] == 1), "status"]
+        .unique()
+        .tolist()
+    )
     assert status == (["ok"] if fits else ["infeasible"])
     unit = "Standley's units" if cost == "units" else "each architecture's own"
     assert unit in (tmp_path / "summary.md").read_text()

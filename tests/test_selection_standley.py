@@ -163,7 +163,13 @@ def test_external_round_trip_reproduces_setting1(tmp_path):
         results[suffix] = pd.read_parquet(tmp_path / suffix / "groupings.parquet")
     pd.testing.assert_frame_equal(results["csv"], results["parquet"])
     g = results["csv"]
-    optimal = g[g["method"] == "optimal"].groupby("budget")["test_total"].first()
+    optimal = g[g["selection_method"] == "optimal"].groupby("budget")["test_total"].first()
     assert optimal.iloc[1:].tolist() == pytest.approx(PUBLISHED["optimal"][1:], abs=5e-6)
-    assert (tmp_path / "csv" / "budget_curve.png").stat().st_size > 0
+    png = (tmp_path / "csv" / "budget_curve.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width >= 400 and height >= 300  # a real figure, not an empty canvas
+    summary = (tmp_path / "csv" / "summary.md").read_text()
+    # The optimal total at the largest budget appears in the summary's table, as written.
+    assert f"{optimal.iloc[-1]:.5f}" in summary
     assert "Excluded as diverged: none" in (tmp_path / "csv" / "summary.md").read_text()

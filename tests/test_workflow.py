@@ -70,10 +70,21 @@ def test_sweep_writes_one_file_per_network_and_a_collected_table(three_task_run:
 def test_sweep_ends_with_the_grouping_solve_and_a_report(three_task_run: Path) -> None:
     results = three_task_run / "results"
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
-    assert {"optimal", "esa", "hoa", "all_in_one"} <= set(groupings["method"])
+    assert {"optimal", "esa", "hoa", "all_in_one"} <= set(groupings["selection_method"])
     assert set(groupings["budget"]) == {1.0, 2.0, 3.0, 4.0}
     assert (results / "budget_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "budget" in (results / "summary.md").read_text().lower()
+    summary = (results / "summary.md").read_text()
+    # Real content: at the largest budget, the optimal choice's total and its groups.
+    optimal = groupings[(groupings["selection_method"] == "optimal") & (groupings["budget"] == 4.0)]
+    assert f"{optimal['test_total'].iloc[0]:.5f}" in summary
+    row = next(ln for ln in summary.splitlines() if ln.startswith("| 4 |") and "{" in ln)
+    for network in optimal["networks"].iloc[0]:
+        tasks = network.split("@")[0].split("+")
+        assert "{" + ", ".join(tasks) + "}" in row, (network, row)
+    # Which network serves each task: the `network` column, as "`net` → tasks".
+    serving = next(ln for ln in summary.splitlines() if ln.startswith("| 4 |") and "→" in ln)
+    for network, served in optimal.groupby("network")["task"]:
+        assert f"`{network}` → {', '.join(served)}" in serving, (network, serving)
     snakemake(three_task_run, "--report", "report.html")
     html = (three_task_run / "report.html").read_text(errors="replace")
     assert "budget_curve.png" in html

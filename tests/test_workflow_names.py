@@ -102,7 +102,8 @@ def test_a_100_task_all_in_one_network_trains_collects_and_is_solved(tmp_path: P
     write_config(tmp_path, {
         "dataset": {"rows": 300, "features": 8, "clusters": 10, "tasks_per_cluster": 10},
         # Order 100 of 100 tasks is the all-in-one network alone: one job, not 101.
-        "sweep": {"orders": [100], "sizes": ["full"], "all_in_one": True},
+        "sweep": {"strategy": "exhaustive", "orders": [100], "sizes": ["full"],
+                  "all_in_one": True},
         "model": {"hidden": [16]},
         "training": {"epochs": 1, "batch_size": 256},
         # 100 heads on a 16-wide trunk cost ~12 single-task networks.
@@ -118,6 +119,8 @@ def test_a_100_task_all_in_one_network_trains_collects_and_is_solved(tmp_path: P
     assert metrics["task"].nunique() == 100 and metrics["network"].nunique() == 1
     assert "100 tasks #" in metrics["network"].iloc[0]
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
-    optimal = groupings[(groupings["method"] == "optimal") & (groupings["budget"] == 20.0)]
+    optimal = groupings[
+        (groupings["selection_method"] == "optimal") & (groupings["budget"] == 20.0)
+    ]
     assert optimal["task"].nunique() == 100 and optimal["test_loss"].notna().all()
     assert set(optimal["network"]) == {manifest[0]["network"]}

@@ -15,10 +15,14 @@ TINY = REPO / "tests" / "configs" / "tiny.yaml"
 
 
 def write_config(workdir: Path, overrides: dict | None = None, base: Path = TINY) -> Path:
-    """The tiny config with ``overrides`` merged in (one level deep), as workdir/config.yaml."""
+    """The tiny config with ``overrides`` merged in (one level deep; a dataset of another kind
+    replaces the tiny one's), as workdir/config.yaml."""
     config = yaml.safe_load(base.read_text())
     for key, value in (overrides or {}).items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
+        other_dataset = (
+            key == "dataset" and value.get("name", config[key]["name"]) != (config[key]["name"])
+        )  # another kind of dataset: the tiny one's keys would be refused as foreign
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and not other_dataset:
             config[key] = {**config[key], **value}
         else:
             config[key] = value

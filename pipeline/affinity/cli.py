@@ -1,4 +1,4 @@
-"""Subcommand ``groups-from-affinity`` for ``python -m pipeline`` (docs/affinity.md)."""
+"""Subcommand ``groups-from-affinity`` of ``taskgroup`` (docs/affinity.md)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def cmd_groups_from_affinity(args: argparse.Namespace) -> int:
 
 
 def add_subparser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``groups-from-affinity`` on ``python -m pipeline``'s subparsers."""
+    """Register ``groups-from-affinity`` on ``taskgroup``'s subparsers."""
     from .clustering import METHODS
 
     p = subparsers.add_parser(

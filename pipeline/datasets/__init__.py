@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
 from collections.abc import Callable
+
+import numpy as np
 
 from .base import TASK_TYPES, Dataset, DatasetError
 from .builtin import load_tox21, load_toxcast, load_yeast
@@ -34,9 +37,86 @@ def loader_config(dataset_config: dict) -> dict:
     return {k: v for k, v in dataset_config.items() if k not in TASK_SELECTION_KEYS}
 
 
+# Keys a table dataset's training spec carries besides the loader's own: content hashes, so an
+# edit of the data file retrains exactly the networks it feeds.
+CONTENT_KEY = "content"
+
+
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def network_dataset(dataset_config: dict, tasks: tuple[str, ...] | list[str]) -> dict:
+    """The dataset part of one network's training spec.
+
+    Built-in and synthetic datasets: :func:`loader_config` (unchanged from earlier releases, so
+    their results never retrain). A ``table``: the loader config with ``targets`` reduced to the
+    network's own tasks, plus ``content``: the row count and hashes of the feature matrix and
+    of each of those target columns. Adding a column to the file or to ``targets`` leaves every
+    other network's spec alone; editing a label retrains the networks with that task; editing
+    features or rows retrains every network."""
+    cfg = loader_config(dataset_config)
+    if cfg.get("name") != "table":
+        return cfg
+    data = load_dataset(dataset_config)
+    own = {t: cfg["targets"][t] for t in tasks}
+    cfg["targets"] = own
+    hashes = _content_hashes(data)
+    cfg[CONTENT_KEY] = {
+        "rows": data.n_rows,
+        "features": hashes["features"],
+        "targets": {t: hashes["targets"][t] for t in own},
+    }
+    return cfg
+
+
+_hash_cache: dict[int, dict] = {}
+
+
+def _content_hashes(data: Dataset) -> dict:
+    with _lock:
+        cached = _hash_cache.get(id(data))
+        if cached is not None and cached["data"] is data:
+            return cached
+    hashes = {
+        "data": data,
+        "features": _digest(data.features),
+        "targets": {
+            t: _digest(data.targets[:, j])
+            + (
+                "|" + json.dumps(data.class_labels[t], ensure_ascii=False)
+                if t in data.class_labels
+                else ""
+            )
+            for j, t in enumerate(data.task_names)
+        },
+    }
+    with _lock:
+        _hash_cache[id(data)] = hashes
+    return hashes
+
+
+def split_params(dataset_config: dict) -> dict:
+    """What the split depends on (the ``split`` rule's params, besides ``split.*``): the split
+    is a seeded permutation of the rows, so for a ``table`` only the row count; target columns
+    and task selection never reshuffle it. Other datasets: :func:`loader_config` (unchanged)."""
+    cfg = loader_config(dataset_config)
+    if cfg.get("name") != "table":
+        return cfg
+    return {"name": "table", "rows": load_dataset(dataset_config).n_rows}
+
+
+def split_rows(params_dataset: dict) -> int:
+    """The row count of :func:`split_params`' output (loads the data for non-table datasets)."""
+    if params_dataset.get("name") == "table":
+        return int(params_dataset["rows"])
+    return load_dataset(params_dataset).n_rows
+
+
 def load_dataset(dataset_config: dict) -> Dataset:
     """Load (once per process: Snakemake threads and Dask workers reuse it) a dataset."""
     cfg = loader_config(dataset_config)
+    cfg.pop(CONTENT_KEY, None)
     name = cfg.get("name")
     if name not in LOADERS:
         raise DatasetError(f"dataset.name: unknown dataset {name!r}; known: {sorted(LOADERS)}")
@@ -50,4 +130,7 @@ def load_dataset(dataset_config: dict) -> Dataset:
         return _cache[key]
 
 
-__all__ = ["Dataset", "DatasetError", "LOADERS", "TASK_TYPES", "load_dataset", "loader_config"]
+__all__ = [
+    "Dataset", "DatasetError", "LOADERS", "TASK_TYPES", "load_dataset", "loader_config",
+    "network_dataset", "split_params", "split_rows",
+]  # fmt: skip

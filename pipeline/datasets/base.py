@@ -58,6 +58,8 @@ class Dataset:
     binary_features: bool = False
     # Planted structure (synthetic data): task -> cluster id, for tests of the solve.
     true_groups: dict[str, int] = field(default_factory=dict)
+    # Multiclass tasks whose labels were mapped to class ids: task -> label of id 0, 1, ...
+    class_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rows, tasks = self.targets.shape

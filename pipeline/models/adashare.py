@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ..options import method_defaults
 from .base import Architecture, Pretrained
 from .heads import MLPHead
 from .residual import ResidualTrunk
@@ -50,15 +51,8 @@ from .residual import ResidualTrunk
 if TYPE_CHECKING:
     from ..training import Trainer
 
-DEFAULTS = {
-    "warmup_epochs": 1,
-    "policy_epochs": 4,
-    "policy_lr": 0.01,
-    "sparsity_weight": 0.05,
-    "sharing_weight": 0.05,
-    "tau": 5.0,
-    "tau_decay": 0.965,
-}
+# Option defaults: schemas/config.schema.yaml (training.adashare), the one definition.
+DEFAULTS = method_defaults("adashare")
 
 
 class AdaShare(Architecture):

@@ -113,7 +113,7 @@ def run_external(
 
 
 def _log(frame: pd.DataFrame, frames: CandidateFrames, log_path: str | os.PathLike | None) -> None:
-    ok = frame[(frame["status"] == "ok") & (frame["method"] == "optimal")]
+    ok = frame[(frame["status"] == "ok") & (frame["selection_method"] == "optimal")]
     lines = [
         f"{frames.candidates['network'].nunique()} candidate networks, "
         f"{len(frames.excluded)} excluded as diverged"

@@ -1,4 +1,4 @@
-"""Subcommands ``select`` and ``solve-external`` for ``python -m pipeline``."""
+"""Subcommands ``select`` and ``solve-external`` of ``taskgroup``."""
 
 from __future__ import annotations
 
@@ -9,19 +9,39 @@ import yaml
 
 
 def _selection_config(args: argparse.Namespace) -> tuple[dict, list[str] | None]:
-    """The config's selection section and task list; command-line overrides win."""
-    selection: dict = {}
-    tasks = None
+    """The config's selection section (defaults filled) and task list, through the workflow's
+    own schema check (pipeline.options.validate_schema: errors name the key); command-line
+    overrides win and are checked the same way."""
+    from ..options import ConfigError, validate_schema
+
+    raw: dict = {}
     if args.configfile:
         with open(args.configfile) as fh:
-            config = yaml.safe_load(fh) or {}
-        selection = dict(config.get("selection") or {})
-        tasks = (config.get("dataset") or {}).get("tasks")
+            raw = yaml.safe_load(fh) or {}
+    raw = {**raw, "selection": dict(raw.get("selection") or {})}
     if args.budgets:
-        selection["budgets"] = [float(b) for b in args.budgets.split(",")]
+        raw["selection"]["budgets"] = args.budgets
     if args.objective:
-        selection["objective"] = args.objective
-    return selection, args.tasks.split(",") if args.tasks else tasks
+        raw["selection"]["objective"] = args.objective
+    try:
+        config = validate_schema(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{args.configfile or 'command line'}: {err}") from None
+    dataset = config["dataset"]
+    tasks = args.tasks.split(",") if args.tasks else dataset.get("tasks")
+    if tasks is not None:
+        excluded = set(dataset.get("exclude_tasks", []))
+        tasks = [t for t in tasks if t not in excluded]
+    return config["selection"], tasks
+
+
+def _budgets(text: str) -> list[float]:
+    try:
+        return [float(b) for b in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of numbers: {text!r}"
+        ) from None
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -58,13 +78,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="read its selection: section and dataset.tasks ('' for defaults)",
     )
     parser.add_argument("--out", default="results/selection", help="output directory")
-    parser.add_argument("--budgets", help="comma-separated budgets, overriding the config")
+    parser.add_argument(
+        "--budgets", type=_budgets, help="comma-separated budgets, overriding the config"
+    )
     parser.add_argument("--objective", choices=["sum", "normalised"])
     parser.add_argument("--tasks", help="comma-separated tasks to cover (default: all)")
 
 
 def add_subparsers(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``select`` and ``solve-external`` on ``python -m pipeline``'s subparsers."""
+    """Register ``select`` and ``solve-external`` on ``taskgroup``'s subparsers."""
     s = subparsers.add_parser("select", help="budgeted grouping solve over collected metrics")
     s.add_argument(
         "--metrics",

@@ -1,5 +1,5 @@
 """The external results format: per-network losses trained elsewhere, so a user can run only
-the solve (``python -m pipeline solve-external``). Documented in docs/external-results.md.
+the solve (``taskgroup solve-external``). Documented in docs/external-results.md.
 
 Long format, one row per network x task (x seed, optionally):
 

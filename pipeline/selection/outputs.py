@@ -48,7 +48,7 @@ def groupings_frame(
             head = {
                 **base,
                 "budget": o.budget,
-                "method": o.method,
+                "selection_method": o.method,
                 "status": o.status,
                 "note": o.note or None,
             }
@@ -99,7 +99,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
     totals = (
         frame[frame["status"] == "ok"]
-        .groupby(["architecture", "weighting", "method", "budget"], sort=True)
+        .groupby(["architecture", "weighting", "selection_method", "budget"], sort=True)
         .agg(total=("test_total", "first"), std=("test_total_std", "first"))
         .reset_index()
     )
@@ -119,7 +119,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     for ax, (arch, weighting) in zip(axes[0], panels):
         panel = totals[(totals["architecture"] == arch) & (totals["weighting"] == weighting)]
         for method in METHODS + BASELINES:
-            line = panel[panel["method"] == method]
+            line = panel[panel["selection_method"] == method]
             if line.empty:
                 continue
             ax.plot(line["budget"], line["total"], styles[method], label=LABELS[method])
@@ -174,6 +174,28 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
+# Tasks listed per serving network in summary.md; the rest are counted (hundreds of tasks stay
+# one line per budget; groupings.parquet has every task's row, `taskgroup export` a file).
+MAX_SERVED_LISTED = 8
+
+
+def _serving(s: Scored) -> str:
+    """Each chosen network and the tasks it serves (its best chosen network on selection)."""
+    if not s.ok or s.outcome.random is not None:
+        return s.outcome.status if not s.ok else "—"
+    served: dict[int, list[str]] = {}
+    for task, n in zip(s.cand.tasks, s.val_net):
+        if n >= 0:
+            served.setdefault(int(n), []).append(task)
+    parts = []
+    for n, tasks in served.items():
+        shown = ", ".join(tasks[:MAX_SERVED_LISTED])
+        if len(tasks) > MAX_SERVED_LISTED:
+            shown += f" … (+{len(tasks) - MAX_SERVED_LISTED} more)"
+        parts.append(f"`{s.cand.networks[n]}` → {shown}")
+    return "; ".join(parts)
+
+
 def _method_section(
     cand: Candidates, scored: list[Scored], settings: Settings, excluded: pd.DataFrame
 ) -> str:
@@ -206,6 +228,10 @@ def _method_section(
             ]
             for b in budgets
         ],
+    )
+    serving = _table(
+        ["budget", "network → tasks it serves (optimal)"],
+        [[f"{b:g}", _serving(by["optimal", b])] for b in budgets],
     )
     advantage = _table(
         ["budget", "vs all-in-one", "vs independent", "vs independent (mixed sizes)"],
@@ -250,6 +276,7 @@ def _method_section(
         excluded=excluded_line,
         totals=totals,
         groups=groups,
+        serving=serving,
         advantage=advantage,
         not_solved="\nNot solved:\n\n" + "\n".join(notes) + "\n" if notes else "",
         proof=proof,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..options import method_defaults
 from .base import Weighting
 
 EPS = 1e-12
@@ -31,8 +32,10 @@ def dwa_weights(previous: list[float], before: list[float], temperature: float) 
 class DWA(Weighting):
     name = "dwa"
 
-    def __init__(self, n_tasks: int, temperature: float = 2.0, **options) -> None:
+    def __init__(self, n_tasks: int, temperature: float | None = None, **options) -> None:
         super().__init__(n_tasks, **options)
+        if temperature is None:  # the default is written once, in the config schema
+            temperature = method_defaults("dwa")["temperature"]
         if temperature <= 0:
             raise ValueError("training.dwa.temperature must be > 0")
         self.temperature = float(temperature)

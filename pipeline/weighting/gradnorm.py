@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..options import method_defaults
 from .base import Weighting
 
 EPS = 1e-12
@@ -43,8 +44,10 @@ def last_shared_weight(model: nn.Module) -> nn.Parameter:
 class GradNorm(Weighting):
     name = "gradnorm"
 
-    def __init__(self, n_tasks: int, alpha: float = 1.5, **options) -> None:
+    def __init__(self, n_tasks: int, alpha: float | None = None, **options) -> None:
         super().__init__(n_tasks, **options)
+        if alpha is None:  # the default is written once, in the config schema
+            alpha = method_defaults("gradnorm")["alpha"]
         self.alpha = float(alpha)
         self.weights = nn.Parameter(torch.ones(n_tasks))
         self.register_buffer("initial_losses", torch.zeros(n_tasks))

@@ -1,0 +1,130 @@
+"""taskgroup export: the grouping at a budget as YAML/JSON, and the chosen networks' weights
+retrained deterministically from their recorded specs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline.cli import main
+from pipeline.collect import collect
+from pipeline.config import resolve_config
+from pipeline.datasets import load_dataset
+from pipeline.models import ModelShape, build_model, widths_for_size
+from pipeline.schema import METRICS, write_table
+from pipeline.split import make_split
+from pipeline.sweep import Network, network_spec
+from pipeline.training import resolve_device, train_network
+
+CONFIG = {
+    "dataset": {"name": "synthetic", "rows": 300, "features": 8, "clusters": 2,
+                "tasks_per_cluster": 2, "tasks": ["c0t0", "c0t1", "c1t0"]},
+    "sweep": {"orders": [1, 2], "sizes": ["full"]},
+    "model": {"hidden": [16, 16]},
+    "training": {"epochs": 2, "batch_size": 64},
+}  # fmt: skip
+CHOSEN = [Network(("c0t0", "c0t1"), "full"), Network(("c1t0",), "full")]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """Two trained networks, collected, and a groupings table choosing them at budget 2."""
+    root = tmp_path_factory.mktemp("export")
+    results = root / "results"
+    config = resolve_config(CONFIG)
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    files = []
+    for net in CHOSEN:
+        spec = network_spec(config, net.tasks, net.size, 0)
+        table = train_network(data, labels, spec, resolve_device())
+        path = results / "runs" / "hard_sharing-equal" / "seed0" / net.size / f"{net.stem}.parquet"
+        write_table(table, path, METRICS)
+        files.append(str(path))
+    collect(files, results / "metrics.parquet", results / "sweep.duckdb",
+            results / "networks.parquet")  # fmt: skip
+    serving = {"c0t0": CHOSEN[0].name, "c0t1": CHOSEN[0].name, "c1t0": CHOSEN[1].name}
+    base = {"architecture": "hard_sharing", "weighting": "equal", "objective": "sum",
+            "epoch": "final", "budget": 2.0, "status": "ok", "note": None,
+            "networks": [n.name for n in CHOSEN], "cost": 2.05, "val_total": 1.5,
+            "test_total": 1.6}  # fmt: skip
+    rows = [{**base, "method": "optimal", "task": t, "network": n} for t, n in serving.items()]
+    infeasible = {"budget": 1.0, "status": "infeasible", "note": "nothing fits", "networks": None}
+    rows.append({**base, **infeasible, "method": "optimal", "task": None, "network": None})
+    pd.DataFrame(rows).to_parquet(results / "groupings.parquet")
+    (root / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    return results
+
+
+def test_export_writes_the_grouping(results: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "grouping.yaml"
+    assert main(["export", "--budget", "2", "--results", str(results), "--out", str(out)]) == 0
+    grouping = yaml.safe_load(out.read_text())
+    assert grouping["budget"] == 2.0 and grouping["selection_method"] == "optimal"
+    assert grouping["task_network"] == {"c0t0": "c0t0+c0t1@full", "c0t1": "c0t0+c0t1@full",
+                                        "c1t0": "c1t0@full"}  # fmt: skip
+    pair = grouping["networks"][0]
+    assert pair["tasks"] == ["c0t0", "c0t1"] and pair["serves"] == ["c0t0", "c0t1"]
+    assert pair["files"][0].endswith("full/c0t0+c0t1.parquet")
+    assert "2 network(s) serving 3 task(s)" in capsys.readouterr().out
+    # JSON by suffix; the same content.
+    assert main(["export", "--budget", "2", "--results", str(results),
+                 "--out", str(tmp_path / "g.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "g.json").read_text())["task_network"] == grouping["task_network"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--budget", "3"], r"no budget 3 in the results; budgets: \[1.0, 2.0\]"),
+        (["--budget", "1"], "optimal at budget 1 is infeasible: nothing fits"),
+        (
+            ["--budget", "2", "--method", "hoa"],
+            r"selection method 'hoa' unknown; known: \['optimal'\]",
+        ),
+    ],
+)
+def test_export_names_what_is_missing(results: Path, tmp_path, capsys, argv, message) -> None:
+    code = main(["export", *argv, "--results", str(results), "--out", str(tmp_path / "g.yaml")])
+    assert code == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "g.yaml").exists()
+
+
+def test_export_weights_retrains_the_chosen_networks_exactly(
+    results: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(results.parent)
+    out = tmp_path / "grouping.yaml"
+    weights = tmp_path / "weights"
+    assert main(["export", "--budget", "2", "--results", str(results), "--out", str(out),
+                 "--weights", str(weights)]) == 0  # fmt: skip
+    grouping = yaml.safe_load(out.read_text())
+    saved = grouping["networks"][0]["weights"][0]
+    assert saved == str(weights / "hard_sharing-equal/seed0/full/c0t0+c0t1.pt")
+    state = torch.load(saved, weights_only=True)
+    # The weights load into the architecture the spec builds (2 heads on a 16-16 trunk).
+    data = load_dataset(CONFIG["dataset"])
+    shape = ModelShape(8, (16, 16), (), data.binary_features)
+    model = build_model("hard_sharing", shape, widths_for_size("hard_sharing", shape, "full"),
+                        [1, 1], torch.Generator())  # fmt: skip
+    model.load_state_dict(state)
+    assert sum(p.numel() for p in model.parameters()) == 8 * 16 + 16 + 16 * 16 + 16 + 2 * 17
+    assert len(list(weights.rglob("*.pt"))) == 2
+
+
+def test_export_weights_refuses_a_changed_config(results: Path, tmp_path: Path, capsys) -> None:
+    config = {**CONFIG, "training": {**CONFIG["training"], "lr": 0.1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    code = main(["export", "--budget", "2", "--results", str(results), "--out",
+                 str(tmp_path / "g.yaml"), "--weights", str(tmp_path / "w"),
+                 "--configfile", str(tmp_path / "c.yaml")])  # fmt: skip
+    assert code == 2
+    assert "differs from the one these results were trained with" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
