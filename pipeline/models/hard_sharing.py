@@ -14,7 +14,6 @@ from .base import Architecture
 from .heads import MLPHead
 from .trunks import TRUNKS
 
-
 STACKED_HEADS_FROM = 16
 
 
