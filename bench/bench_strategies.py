@@ -112,6 +112,8 @@ def compute_seconds(results: Path) -> tuple[int, float, float, float]:
 
 def os_totals(results: Path) -> pd.DataFrame:
     frame = pq.read_table(results / "groupings.parquet").to_pandas()
+    # Results written before the column was renamed still read.
+    frame = frame.rename(columns={"method": "selection_method"})
     frame = frame[frame["status"] == "ok"]
     return frame.groupby(["selection_method", "budget"])[["test_total", "test_total_std"]].first()
 
@@ -122,6 +124,8 @@ def planted(tasks: list[str]) -> list[str]:
 
 def os_ari(results: Path, budget: float) -> float:
     frame = pq.read_table(results / "groupings.parquet").to_pandas()
+    # Results written before the column was renamed still read.
+    frame = frame.rename(columns={"method": "selection_method"})
     rows = frame[(frame["selection_method"] == "optimal") & (frame["budget"] == budget)]
     rows = rows.dropna(subset=["task"]).sort_values("task")
     if rows.empty:
