@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
-from .models import ARCHITECTURES
+from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
 from .options import (  # noqa: F401
@@ -22,7 +22,7 @@ from .options import (  # noqa: F401
 )
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
-from .sweep import count_networks
+from .sweep import count_networks, sweep_methods
 from .weighting import WEIGHTINGS
 
 
@@ -91,6 +91,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             f"({config['sweep']['max_networks']:,}); select fewer dataset.tasks or lower orders "
             "(e.g. sweep.orders: [1] with the all-in-one network)"
         )
+    check_model(config, data, build=check_data)
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
@@ -107,6 +108,86 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             else:
                 warnings.warn(DataWarning(message), stacklevel=2)
     return config
+
+
+def check_model(config: dict, data, build: bool = True) -> None:
+    """Refuse a model that cannot fit the data before any job runs: the trunk against the
+    inputs (tables: mlp or your own; images: conv or your own) and the tasks (dense tasks need
+    spatial output), architectures other trunks do not support; with ``build``, each network
+    size of a user's trunk is built and run on two samples, so a trunk that does not import,
+    returns the wrong shape or has no parameters is named here (ConfigError)."""
+    trunk = config["model"]["trunk"]
+    images = data.features.ndim == 4
+    tasks = config["dataset"]["tasks"]
+    dense = [data.is_dense(t) for t in tasks]
+    if trunk == "mlp":
+        if images:
+            raise ConfigError(
+                f"config key model.trunk: mlp needs inputs (N, features); dataset "
+                f"{data.name!r} has images {data.features.shape[1:]}: use conv or your own trunk"
+            )
+        return
+    bad = sorted({a for a, _ in sweep_methods(config) if a not in ANY_TRUNK_ARCHITECTURES})
+    if bad:
+        raise ConfigError(
+            f"config key model.architecture / sweep.methods: {bad} need the mlp trunk; over "
+            f"model.trunk {trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
+        )
+    if trunk == "conv":
+        if "conv" not in TRUNKS:
+            raise ConfigError("config key model.trunk: the conv trunk is not available here")
+        if not images:
+            raise ConfigError(
+                f"config key model.trunk: conv needs images (N, channels, H, W); dataset "
+                f"{data.name!r} has inputs of shape {data.features.shape}"
+            )
+    if not build:
+        return
+    import torch
+
+    from .models import SIZE_FRACTIONS, ModelShape, TrunkError, build_model, widths_for_size
+
+    shape = ModelShape(
+        in_features=data.features.shape[1],
+        hidden=tuple(config["model"]["hidden"]),
+        head_hidden=tuple(config["model"]["head_hidden"]),
+        input_shape=tuple(int(d) for d in data.features.shape[1:]),
+        trunk=trunk,
+        label_size=data.label_size,
+        reference_dense=bool(data.dense_targets),
+    )
+    dims = [data.output_dim(t) for t in tasks]
+    x = torch.from_numpy(data.features[:2].astype("float32"))
+    for size in config["sweep"]["sizes"]:
+        try:
+            widths = widths_for_size("hard_sharing", shape, size)
+            model = build_model(
+                "hard_sharing", shape, widths, dims, torch.Generator(), dense, SIZE_FRACTIONS[size]
+            )
+        except TrunkError as err:
+            raise ConfigError(f"config key {err} ({size}-size network)") from None
+        spatial = bool(getattr(model.trunk, "spatial", False))
+        out = (model.trunk.out_features, *(("H", "W") if spatial else ()))
+        if any(dense) and not spatial:
+            raise ConfigError(
+                f"config key model.trunk {trunk!r}: returns (batch, {out[0]}) but dense tasks "
+                f"{[t for t, d in zip(tasks, dense) if d]} need (batch, channels, H, W)"
+            )
+        if spatial and not any(dense):
+            raise ConfigError(
+                f"config key model.trunk {trunk!r}: returns spatial output (batch, "
+                f"{', '.join(map(str, getattr(model.trunk, 'out_shape', ('C', 'H', 'W'))))}) "
+                f"but dataset {data.name!r} "
+                "has no dense task; return (batch, features)"
+            )
+        try:
+            with torch.no_grad():
+                model.eval()(x)
+        except Exception as err:
+            raise ConfigError(
+                f"config key model.trunk {trunk!r}: the {size}-size network fails on two "
+                f"samples: {type(err).__name__}: {err}"
+            ) from None
 
 
 def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:

@@ -1,4 +1,9 @@
-"""Per-task losses and metrics over labelled cells only (missing labels are masked out)."""
+"""Per-task losses and metrics over labelled cells only (missing labels are masked out).
+
+Vector tasks (one label per sample): :func:`masked_loss`, :func:`task_metric`. Dense tasks (one
+label per pixel): :func:`dense_loss` and :class:`DenseScore`, which accumulates a split's loss
+and metric chunk by chunk (a split's outputs as images would not fit in memory at once).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,14 @@ import torch
 from scipy.stats import rankdata
 from torch.nn import functional as F
 
-METRIC_OF = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "rmse"}
+METRIC_OF = {
+    "binary": "roc_auc",
+    "multiclass": "accuracy",
+    "regression": "rmse",
+    "segmentation": "miou",  # mean intersection-over-union over the classes present
+    "dense_regression": "mae",  # mean absolute error per labelled pixel, original units
+    "normals": "angular_error",  # mean angle between predicted and true normal, degrees
+}
 
 
 def masked_loss(output: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -62,3 +74,98 @@ def task_metric(
     if task_type == "multiclass":
         return float((out.argmax(axis=1) == y).mean())
     return float(np.sqrt(np.mean((out[:, 0] - y) ** 2)) * scale)
+
+
+def dense_loss_terms(
+    output: torch.Tensor, target: torch.Tensor, task_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-pixel loss, labelled-pixel mask), both (batch, H, W), of one dense task.
+
+    ``target``: segmentation (batch, H, W) int64 class ids, -1 = missing (cross-entropy over
+    ``output``'s (batch, classes, H, W) logits); dense_regression (batch, H, W) float, NaN =
+    missing (L1 against ``output[:, 0]``); normals (batch, 3, H, W) float, a NaN component =
+    missing (1 - cosine similarity: the prediction's length is free, its direction is learned).
+    """
+    if task_type == "segmentation":
+        labelled = target >= 0
+        per_pixel = F.cross_entropy(output, target.clamp_min(0), reduction="none")
+    elif task_type == "dense_regression":
+        labelled = ~torch.isnan(target)
+        per_pixel = (output[:, 0] - torch.where(labelled, target, 0.0)).abs()
+    elif task_type == "normals":
+        labelled = ~torch.isnan(target).any(dim=1)
+        safe = torch.where(labelled[:, None], target, 0.0)
+        per_pixel = 1.0 - F.cosine_similarity(output, safe, dim=1, eps=1e-8)
+    else:
+        raise ValueError(f"not a dense task type: {task_type!r}")
+    # where, not a product: a masked pixel's loss may be anything (a 0-vector's cosine).
+    return torch.where(labelled, per_pixel, 0.0), labelled
+
+
+def dense_loss(output: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
+    """Mean loss over the labelled pixels of a batch (every labelled pixel weighs the same,
+    whatever its image); 0 with the graph kept when no pixel is labelled."""
+    per_pixel, labelled = dense_loss_terms(output, target, task_type)
+    count = labelled.sum()
+    if count == 0:
+        return output.sum() * 0.0
+    return per_pixel.sum() / count
+
+
+class DenseScore:
+    """A dense task's loss and metric over one split, accumulated chunk by chunk: sums of the
+    loss and of the metric's per-pixel terms (segmentation: a confusion matrix), never the
+    outputs themselves. ``scale``: dense_regression's target std (metric in original units)."""
+
+    def __init__(self, task_type: str, n_classes: int = 0, scale: float = 1.0) -> None:
+        self.task_type, self.n_classes, self.scale = task_type, int(n_classes), float(scale)
+        self.loss_sum = 0.0
+        self.metric_sum = 0.0
+        self.count = 0
+        self.finite = True
+        self.confusion: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, output: torch.Tensor, target: torch.Tensor) -> None:
+        per_pixel, labelled = dense_loss_terms(output, target, self.task_type)
+        self.loss_sum += float(per_pixel.double().sum())
+        self.count += int(labelled.sum())
+        if not bool(torch.isfinite(output).all()):
+            self.finite = False
+            return
+        if self.task_type == "segmentation":
+            k = self.n_classes
+            pairs = target[labelled] * k + output.argmax(dim=1)[labelled]
+            counts = torch.bincount(pairs, minlength=k * k).reshape(k, k)
+            self.confusion = counts if self.confusion is None else self.confusion + counts
+        elif self.task_type == "dense_regression":
+            self.metric_sum += float(per_pixel.double().sum())  # the L1 loss is the error
+        else:
+            cosine = F.cosine_similarity(
+                output.double(), torch.where(labelled[:, None], target, 0.0).double(), dim=1
+            )
+            angle = torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0)))
+            self.metric_sum += float(torch.where(labelled, angle, 0.0).sum())
+
+    def result(self) -> tuple[float, float]:
+        """(mean loss, metric); NaN for a split without labelled pixels."""
+        if self.count == 0:
+            return float("nan"), float("nan")
+        loss = self.loss_sum / self.count
+        if not self.finite:
+            return loss, float("nan")
+        if self.task_type == "segmentation":
+            return loss, miou(self.confusion.cpu().numpy())
+        if self.task_type == "dense_regression":
+            return loss, self.metric_sum / self.count * self.scale
+        return loss, self.metric_sum / self.count
+
+
+def miou(confusion: np.ndarray) -> float:
+    """Mean IoU over the classes that occur in the labels or the predictions
+    (``confusion[true, predicted]``): a class absent from both has no IoU."""
+    confusion = confusion.astype(np.float64)
+    hits = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - hits
+    present = union > 0
+    return float((hits[present] / union[present]).mean()) if present.any() else float("nan")

@@ -43,11 +43,14 @@ SIMD_CELLS = 64
 
 def packable(spec: dict) -> bool:
     """Can this network be trained in a pack (else: one network at a time)? Not a network
-    whose heads run as one stacked matmul (many tasks): a pack rounds like per-head matmuls."""
+    whose heads run as one stacked matmul (many tasks): a pack rounds like per-head matmuls,
+    nor one over any trunk but the MLP (the pack stacks MLP layers only)."""
     from .models.hard_sharing import STACKED_HEADS_FROM
 
     return (
-        spec["architecture"] in PACKED_ARCHITECTURES
+        # Conv and user trunks (and so every dense task, which needs one): one at a time.
+        spec["model"].get("trunk", "mlp") == "mlp"
+        and spec["architecture"] in PACKED_ARCHITECTURES
         and spec["weighting"] in PACKED_WEIGHTINGS
         and len(spec["tasks"]) < STACKED_HEADS_FROM
     )

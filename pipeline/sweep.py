@@ -192,6 +192,14 @@ def network_spec(
         options = config["training"].get(method)
         if method in METHOD_OPTION_KEYS and options:
             training[method] = dict(options)
+    model = {
+        "hidden": list(config["model"]["hidden"]),
+        "head_hidden": list(config["model"]["head_hidden"]),
+    }
+    trunk = config["model"].get("trunk", "mlp")
+    if trunk != "mlp":
+        # Only then: the specs (and results) of MLP networks predate the key.
+        model["trunk"] = trunk
     return {
         "dataset": network_dataset(config["dataset"], tasks),
         "split": {"seed": int(config["split"]["seed"]), "fractions": config["split"]["fractions"]},
@@ -200,10 +208,7 @@ def network_spec(
         "seed": int(seed),
         "architecture": architecture,
         "weighting": weighting,
-        "model": {
-            "hidden": list(config["model"]["hidden"]),
-            "head_hidden": list(config["model"]["head_hidden"]),
-        },
+        "model": model,
         "training": training,
     }
 

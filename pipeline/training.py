@@ -24,8 +24,16 @@ import torch
 from torch import nn
 
 from .datasets import Dataset, load_dataset
-from .metrics import METRIC_OF, masked_binary_losses, masked_loss, task_metric
-from .models import ModelShape, build_model, reference_macs, widths_for_size
+from .datasets.base import DENSE_TYPES
+from .metrics import (
+    METRIC_OF,
+    DenseScore,
+    dense_loss,
+    masked_binary_losses,
+    masked_loss,
+    task_metric,
+)
+from .models import SIZE_FRACTIONS, ModelShape, build_model, reference_macs, widths_for_size
 from .models.base import Architecture
 from .schema import AFFINITY, METRICS, SPLITS, write_table
 from .split import read_split
@@ -33,6 +41,8 @@ from .sweep import Network, spec_hash
 from .weighting import Weighting, build_weighting
 
 EVAL_CHUNK = 8192
+# Images per evaluation chunk: about this many input pixels at once (a 64x64 image: 256).
+EVAL_PIXELS = 1 << 20
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -68,6 +78,9 @@ class _Inputs:
     y: torch.Tensor  # (rows, tasks) of this network, regression targets standardised
     rows: dict[str, torch.Tensor]
     scale: list[float]  # regression: target std, to report RMSE in original units
+    # Dense tasks' per-pixel labels by task index: segmentation int64 (-1 = missing),
+    # dense_regression standardised (NaN = missing), normals as given (NaN = missing).
+    dense: dict[int, torch.Tensor] | None = None
 
 
 def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.device) -> _Inputs:
@@ -83,9 +96,28 @@ def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.
             scale.append(float(std))
         else:
             scale.append(1.0)
+    dense = {}
+    for j, task in enumerate(tasks):
+        kind = data.task_types[cols[j]]
+        if kind not in DENSE_TYPES:
+            continue
+        labels_j = data.dense_targets[task]
+        if kind == "segmentation":
+            ids = np.where(np.isnan(labels_j), -1, labels_j).astype(np.int64)
+            dense[j] = torch.from_numpy(ids).to(device)
+            continue
+        values = labels_j.astype(np.float32)
+        if kind == "dense_regression":
+            # Standardised on the train split's labelled pixels, as regression targets are.
+            mean, std = np.nanmean(values[train]), np.nanstd(values[train]) or 1.0
+            values = (values - mean) / std
+            scale[j] = float(std)
+        dense[j] = torch.from_numpy(np.ascontiguousarray(values)).to(device)
     x = _features(data, labels, device)
     rows = {s: torch.from_numpy(np.flatnonzero(labels == s)).to(device) for s in SPLITS}
-    return _Inputs(x=x, y=torch.from_numpy(y).to(device), rows=rows, scale=scale)
+    return _Inputs(
+        x=x, y=torch.from_numpy(y).to(device), rows=rows, scale=scale, dense=dense or None
+    )
 
 
 _feature_cache: dict[tuple, object] = {}
@@ -104,6 +136,12 @@ def _features(data: Dataset, labels: np.ndarray, device: torch.device):
             x = torch.from_numpy(data.features).to(device)
             if data.binary_features:
                 x = SparseMatrix(x)
+            elif data.features.ndim == 4:
+                # Images: standardised per channel over the train split's pixels.
+                train_x = data.features[train]
+                mean = torch.from_numpy(train_x.mean(axis=(0, 2, 3))).to(device)[:, None, None]
+                std = torch.from_numpy(train_x.std(axis=(0, 2, 3))).to(device)[:, None, None]
+                x = ((x - mean) / torch.where(std == 0, 1.0, std)).float()
             else:
                 mean = torch.from_numpy(data.features[train].mean(axis=0)).to(device)
                 std = torch.from_numpy(data.features[train].std(axis=0)).to(device)
@@ -222,9 +260,15 @@ class Trainer:
             hidden=tuple(spec["model"]["hidden"]),
             head_hidden=tuple(spec["model"]["head_hidden"]),
             binary_input=data.binary_features,
+            input_shape=tuple(int(d) for d in data.features.shape[1:]),
+            # Absent from the specs of MLP networks (they predate it): mlp.
+            trunk=spec["model"].get("trunk", "mlp"),
+            label_size=data.label_size,
+            reference_dense=bool(data.dense_targets),
         )
         self.widths = widths_for_size(spec["architecture"], self.shape, spec["size"])
         self.output_dims = [data.output_dim(t) for t in self.tasks]
+        self.dense = [kind in DENSE_TYPES for kind in self.types]
         hp = spec["training"]
         self.epochs, self.batch_size = int(hp["epochs"]), int(hp["batch_size"])
         self.lr, self.weight_decay = hp["lr"], hp["weight_decay"]
@@ -244,8 +288,9 @@ class Trainer:
 
     def build_model(self) -> Architecture:
         return build_model(
-            self.spec["architecture"], self.shape, self.widths, self.output_dims, self.generator
-        ).to(self.device)
+            self.spec["architecture"], self.shape, self.widths, self.output_dims, self.generator,
+            self.dense, SIZE_FRACTIONS[self.spec["size"]],
+        ).to(self.device)  # fmt: skip
 
     def new_weighting(self) -> Weighting:
         weighting = self.spec["weighting"]
@@ -286,8 +331,14 @@ class Trainer:
             safe_y, mask = self._fused
             return masked_binary_losses(torch.cat(outputs, dim=1), safe_y[batch], mask[batch])
         target = self.inputs.y[batch]
+        dense = self.inputs.dense or {}
         return torch.stack(
-            [masked_loss(o, target[:, j], self.types[j]) for j, o in enumerate(outputs)]
+            [
+                dense_loss(o, dense[j][batch], self.types[j])
+                if j in dense
+                else masked_loss(o, target[:, j], self.types[j])
+                for j, o in enumerate(outputs)
+            ]
         )
 
     def labelled_in(self, batch: torch.Tensor) -> torch.Tensor:
@@ -329,6 +380,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, diverged: bool) -> dict:
         """(split, task index) -> (loss, metric) on every split, in chunks of EVAL_CHUNK rows."""
+        if self.inputs.dense or self.data.features.ndim == 4:
+            n_classes = [self.data.n_classes[self.data.task_index(t)] for t in self.tasks]
+            return _evaluate_chunked(model, self.inputs, self.types, n_classes, diverged)
         return _evaluate(model, self.inputs, self.types, diverged)
 
     # ---- the recorded training, in pieces a packed training shares ------------------------
@@ -427,7 +481,7 @@ class Trainer:
         tasks = self.tasks
         constant = {
             "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
-            "n_tasks": len(tasks), "size": self.spec["size"], "width": int(self.widths[0]),
+            "n_tasks": len(tasks), "size": self.spec["size"], "width": self.recorded_width,
             "cost": cost, "macs": macs, "architecture": self.spec["architecture"],
             "weighting": self.spec["weighting"], "seed": int(self.spec["seed"]),
             "epochs": self.epochs, "device": str(self.device), "config_hash": self.config_hash,
@@ -436,8 +490,19 @@ class Trainer:
         }  # fmt: skip
         return rows_to_table(epoch_rows, constant)
 
+    @property
+    def recorded_width(self) -> int:
+        """The ``width`` column: the trunk's first layer width, or for a user's trunk (no
+        widths of ours) its output features or channels."""
+        model = getattr(self, "_model", None)
+        trunk = getattr(model, "trunk", None)
+        if trunk is not None and hasattr(trunk, "out_shape"):
+            return int(trunk.out_features)
+        return int(self.widths[0])
+
     def fit(self) -> pa.Table:
         model, weighting = self.build_model(), self.new_weighting()
+        self._model = model
         n_labelled = self.labelled_counts()
         diverged_at: int | None = None
         epoch_rows: list[dict] = []
@@ -525,6 +590,48 @@ def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
                 out.double().cpu().numpy(), target[:, j].cpu().numpy(), kind, inputs.scale[j]
             )
             result[(split, j)] = (loss, metric)
+    return result
+
+
+@torch.no_grad()
+def _evaluate_chunked(
+    model, inputs: _Inputs, types: list[str], n_classes: list[int], diverged: bool
+) -> dict:
+    """``_evaluate`` for image inputs and dense tasks: chunks of about EVAL_PIXELS input
+    pixels; a dense task's loss and metric are accumulated per chunk (DenseScore), so a
+    split's per-pixel outputs are never held at once. Vector tasks keep their (small) outputs
+    and are scored as in ``_evaluate``."""
+    model.eval()
+    dense = inputs.dense or {}
+    sample = inputs.x[:1]
+    per_sample = max(1, int(np.prod(sample.shape[1:])))
+    chunk = max(1, min(EVAL_CHUNK, EVAL_PIXELS // per_sample))
+    result = {}
+    for split in SPLITS:
+        rows = inputs.rows[split]
+        scores = {j: DenseScore(types[j], n_classes[j], inputs.scale[j]) for j in dense}
+        vector: dict[int, list[torch.Tensor]] = {j: [] for j in range(len(types)) if j not in dense}
+        for i in range(0, rows.numel(), chunk):
+            ids = rows[i : i + chunk]
+            outputs = model(_take(inputs.x, ids))
+            for j, out in enumerate(outputs):
+                if j in dense:
+                    scores[j].add(out, dense[j][ids])
+                else:
+                    vector[j].append(out)
+        target = inputs.y[rows]
+        for j, kind in enumerate(types):
+            if diverged:
+                result[(split, j)] = (float("nan"), float("nan"))
+            elif j in dense:
+                result[(split, j)] = scores[j].result()
+            else:
+                out = torch.cat(vector[j])
+                loss = float(masked_loss(out, target[:, j], kind))
+                metric = task_metric(
+                    out.double().cpu().numpy(), target[:, j].cpu().numpy(), kind, inputs.scale[j]
+                )
+                result[(split, j)] = (loss, metric)
     return result
 
 

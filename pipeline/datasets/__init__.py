@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .base import TASK_TYPES, Dataset, DatasetError
+from .arrays import load_arrays
+from .base import DENSE_TYPES, TASK_TYPES, Dataset, DatasetError
 from .builtin import load_tox21, load_toxcast, load_yeast
 from .synthetic import load_synthetic
 from .table import load_table
@@ -21,7 +22,12 @@ LOADERS: dict[str, Callable[[dict], Dataset]] = {
     "yeast": load_yeast,
     "synthetic": load_synthetic,
     "table": load_table,
+    "arrays": load_arrays,
 }
+
+# Datasets read from a user's file: a network's spec carries content hashes of what it reads,
+# the split depends on the row count only.
+FILE_DATASETS = ("table", "arrays")
 
 _cache: dict[str, Dataset] = {}
 _lock = threading.Lock()
@@ -54,9 +60,11 @@ def network_dataset(dataset_config: dict, tasks: tuple[str, ...] | list[str]) ->
     network's own tasks, plus ``content``: the row count and hashes of the feature matrix and
     of each of those target columns. Adding a column to the file or to ``targets`` leaves every
     other network's spec alone; editing a label retrains the networks with that task; editing
-    features or rows retrains every network."""
+    features or rows retrains every network.
+    An ``arrays`` file likewise: ``features`` hashes the inputs array, each target's hash
+    covers its per-pixel labels for a dense task."""
     cfg = loader_config(dataset_config)
-    if cfg.get("name") != "table":
+    if cfg.get("name") not in FILE_DATASETS:
         return cfg
     data = load_dataset(dataset_config)
     own = {t: cfg["targets"][t] for t in tasks}
@@ -83,6 +91,7 @@ def _content_hashes(data: Dataset) -> dict:
         "features": _digest(data.features),
         "targets": {
             t: _digest(data.targets[:, j])
+            + ("|" + _digest(data.dense_targets[t]) if t in data.dense_targets else "")
             + (
                 "|" + json.dumps(data.class_labels[t], ensure_ascii=False)
                 if t in data.class_labels
@@ -101,14 +110,14 @@ def split_params(dataset_config: dict) -> dict:
     is a seeded permutation of the rows, so for a ``table`` only the row count; target columns
     and task selection never reshuffle it. Other datasets: :func:`loader_config` (unchanged)."""
     cfg = loader_config(dataset_config)
-    if cfg.get("name") != "table":
+    if cfg.get("name") not in FILE_DATASETS:
         return cfg
-    return {"name": "table", "rows": load_dataset(dataset_config).n_rows}
+    return {"name": cfg["name"], "rows": load_dataset(dataset_config).n_rows}
 
 
 def split_rows(params_dataset: dict) -> int:
     """The row count of :func:`split_params`' output (loads the data for non-table datasets)."""
-    if params_dataset.get("name") == "table":
+    if params_dataset.get("name") in FILE_DATASETS:
         return int(params_dataset["rows"])
     return load_dataset(params_dataset).n_rows
 
@@ -121,7 +130,7 @@ def load_dataset(dataset_config: dict) -> Dataset:
     if name not in LOADERS:
         raise DatasetError(f"dataset.name: unknown dataset {name!r}; known: {sorted(LOADERS)}")
     key = json.dumps(cfg, sort_keys=True)
-    if name == "table" and os.path.exists(cfg.get("path", "")):
+    if name in FILE_DATASETS and os.path.exists(cfg.get("path", "")):
         stat = os.stat(cfg["path"])  # a rewritten table is new data, not a cache hit
         key += f"|{stat.st_mtime_ns}|{stat.st_size}"
     with _lock:
@@ -131,6 +140,6 @@ def load_dataset(dataset_config: dict) -> Dataset:
 
 
 __all__ = [
-    "Dataset", "DatasetError", "LOADERS", "TASK_TYPES", "load_dataset", "loader_config",
-    "network_dataset", "split_params", "split_rows",
+    "DENSE_TYPES", "Dataset", "DatasetError", "LOADERS", "TASK_TYPES", "load_dataset",
+    "loader_config", "network_dataset", "split_params", "split_rows",
 ]  # fmt: skip

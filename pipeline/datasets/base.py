@@ -7,7 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TASK_TYPES = ("binary", "multiclass", "regression")
+# Vector tasks: one label per sample, a column of ``Dataset.targets``.
+VECTOR_TYPES = ("binary", "multiclass", "regression")
+# Dense tasks: one label per pixel, an array of ``Dataset.dense_targets`` (images only).
+DENSE_TYPES = ("segmentation", "dense_regression", "normals")
+TASK_TYPES = VECTOR_TYPES + DENSE_TYPES
 
 
 class DatasetError(ValueError):
@@ -41,11 +45,19 @@ def check_task_names(names: tuple[str, ...] | list[str], where: str) -> None:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features, one target column per task, and the mask of labelled cells.
+    """Inputs, one target column per task, and the mask of labelled cells.
 
+    ``features`` is a table (rows, features) or a batch of images (rows, channels, H, W).
     ``targets`` holds NaN where a label is missing; losses and metrics skip those cells
     rather than dropping the row (other tasks still learn from it) or imputing a label.
     Multiclass targets hold the class index as a float.
+
+    Dense tasks (:data:`DENSE_TYPES`, images only) keep their per-pixel labels in
+    ``dense_targets[task]``, float32 with NaN for a missing pixel: segmentation (rows, H, W)
+    class ids, dense_regression (rows, H, W) values, normals (rows, 3, H, W) vectors (a pixel
+    with any NaN component is missing). Their column of ``targets`` is 1.0 for a sample with
+    at least one labelled pixel and NaN for one without, so everything that counts labelled
+    samples per split (split checks, ``n_labelled``) treats every task alike.
     """
 
     name: str
@@ -60,6 +72,8 @@ class Dataset:
     true_groups: dict[str, int] = field(default_factory=dict)
     # Multiclass tasks whose labels were mapped to class ids: task -> label of id 0, 1, ...
     class_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Dense tasks' per-pixel labels (see above); empty for tables.
+    dense_targets: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rows, tasks = self.targets.shape
@@ -73,6 +87,19 @@ class Dataset:
         for name, kind in zip(self.task_names, self.task_types):
             if kind not in TASK_TYPES:
                 raise DatasetError(f"{self.name}: task {name!r} has unknown type {kind!r}")
+            if (kind in DENSE_TYPES) != (name in self.dense_targets):
+                raise DatasetError(
+                    f"{self.name}: task {name!r} of type {kind!r} "
+                    + ("has no per-pixel labels" if kind in DENSE_TYPES else "is not dense")
+                )
+        if self.dense_targets and self.features.ndim != 4:
+            raise DatasetError(
+                f"{self.name}: dense tasks need image inputs (rows, channels, H, W), "
+                f"not inputs of shape {self.features.shape}"
+            )
+        sizes = {labels.shape[-2:] for labels in self.dense_targets.values()}
+        if len(sizes) > 1:
+            raise DatasetError(f"{self.name}: dense tasks have different label sizes {sizes}")
 
     @property
     def mask(self) -> np.ndarray:
@@ -90,6 +117,20 @@ class Dataset:
                 f"{self.name}: unknown task {task!r}; known tasks: {', '.join(self.task_names)}"
             ) from None
 
+    @property
+    def label_size(self) -> tuple[int, int] | None:
+        """(H, W) of the dense tasks' labels; None without dense tasks."""
+        for labels in self.dense_targets.values():
+            return (int(labels.shape[-2]), int(labels.shape[-1]))
+        return None
+
+    def is_dense(self, task: str) -> bool:
+        return self.task_types[self.task_index(task)] in DENSE_TYPES
+
     def output_dim(self, task: str) -> int:
+        """Outputs (channels, for a dense task) of the task's head."""
         i = self.task_index(task)
-        return self.n_classes[i] if self.task_types[i] == "multiclass" else 1
+        kind = self.task_types[i]
+        if kind in ("multiclass", "segmentation"):
+            return self.n_classes[i]
+        return 3 if kind == "normals" else 1

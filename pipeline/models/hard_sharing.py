@@ -1,6 +1,10 @@
 """Hard parameter sharing (Caruana 1997): one trunk shared by all tasks, one head per task.
 
 The architecture of Standley et al. (ICML 2020) and the default of every taskgroup network.
+Over a built-in MLP trunk by default; over any other trunk (``trunk_module``: the conv trunk, a
+user's) with a head per task that suits the trunk's output and the task: an MLP head on vector
+features, a pooled MLP head for a vector task on spatial features, a conv decoder head for a
+dense task. Such networks' cost is counted by torch's FLOP counter on one sample.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import torch
 from torch import nn
 
 from .base import Architecture
-from .heads import MLPHead
+from .heads import DenseHead, MLPHead, PooledHead
+from .layers import flop_macs
 from .trunks import TRUNKS
 
 STACKED_HEADS_FROM = 16
@@ -29,18 +34,31 @@ class HardSharing(Architecture):
         generator: torch.Generator,
         binary_input: bool = False,
         trunk: str = "mlp",
+        trunk_module: nn.Module | None = None,
+        dense: Sequence[bool] | None = None,
+        label_size: tuple[int, int] | None = None,
+        input_shape: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
-        self.trunk = TRUNKS[trunk](in_features, widths, generator, binary_input=binary_input)
-        self.heads = nn.ModuleList(
-            MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
-        )
+        if trunk_module is None:
+            self.trunk = TRUNKS[trunk](in_features, widths, generator, binary_input=binary_input)
+            self.heads = nn.ModuleList(
+                MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
+            )
+            self.input_shape = None  # cost by formula (the layers' macs)
+        else:
+            self.trunk = trunk_module
+            self.heads = nn.ModuleList(
+                _head(self.trunk, head_hidden, d, is_dense, generator, label_size)
+                for d, is_dense in zip(output_dims, dense or [False] * len(output_dims))
+            )
+            self.input_shape = tuple(input_shape)
         # One matmul for all single-layer heads instead of one per task: with hundreds of
         # tasks, per-head matmuls (and their backward) dominate a step's time (4x at 617).
         # Below STACKED_HEADS_FROM heads the per-head matmuls stay: their rounding is what a
         # packed training (pipeline/packing.py) reproduces bit for bit.
         self._stacked_heads = len(self.heads) >= STACKED_HEADS_FROM and all(
-            len(head.layers) == 1 for head in self.heads
+            type(head) is MLPHead and len(head.layers) == 1 for head in self.heads
         )
         self._head_widths = [int(d) for d in output_dims]
 
@@ -57,4 +75,25 @@ class HardSharing(Architecture):
         return list(self.trunk.parameters())
 
     def macs(self) -> int:
+        if self.input_shape is not None:
+            return flop_macs(self, self.input_shape)
         return self.trunk.macs() + sum(head.macs() for head in self.heads)
+
+
+def _head(
+    trunk: nn.Module,
+    head_hidden: Sequence[int],
+    out: int,
+    dense: bool,
+    generator: torch.Generator,
+    label_size: tuple[int, int] | None,
+) -> nn.Module:
+    spatial = bool(getattr(trunk, "spatial", False))
+    if dense:
+        if not spatial:
+            raise ValueError("a dense task needs a trunk with spatial output (batch, C, H, W)")
+        hidden = int(head_hidden[0]) if head_hidden else trunk.out_features
+        return DenseHead(trunk.out_features, hidden, out, generator, label_size)
+    if spatial:
+        return PooledHead(trunk.out_features, head_hidden, out, generator)
+    return MLPHead(trunk.out_features, head_hidden, out, generator)

@@ -116,3 +116,36 @@ class SparseMatrix:
         shift = torch.repeat_interleave(starts - offsets, lengths)
         flat = shift + torch.arange(int(lengths.sum()), device=rows.device)
         return SparseBatch(self.indices[flat], offsets)
+
+
+def flop_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Inference multiply-adds of ``module`` on one sample of ``input_shape``, counted by
+    ``torch.utils.flop_counter`` (half its FLOPs): for modules whose cost has no formula here
+    (a user's trunk, convolutions). Runs one forward in eval mode on zeros; the mode is
+    restored."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = module.training
+    module.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            module(torch.zeros(1, *input_shape, device=device))
+    finally:
+        module.train(was_training)
+    return int(counter.get_total_flops()) // 2
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` ('same' padding) initialised from an explicit generator, with PyTorch's
+    default scale (uniform in +-1/sqrt(fan_in))."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, generator: torch.Generator
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        bound = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        _uniform_(self.weight, bound, generator)
+        _uniform_(self.bias, bound, generator)
