@@ -134,18 +134,25 @@ def check_model(config: dict, data, build: bool = True) -> None:
             f"model.trunk {trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
         )
     if trunk == "conv":
-        if "conv" not in TRUNKS:
-            raise ConfigError("config key model.trunk: the conv trunk is not available here")
         if not images:
             raise ConfigError(
                 f"config key model.trunk: conv needs images (N, channels, H, W); dataset "
                 f"{data.name!r} has inputs of shape {data.features.shape}"
             )
+        if "conv" not in TRUNKS:
+            raise ConfigError("config key model.trunk: the conv trunk is not available here")
     if not build:
         return
     import torch
 
-    from .models import SIZE_FRACTIONS, ModelShape, TrunkError, build_model, widths_for_size
+    from .models import (
+        SIZE_FRACTIONS,
+        ModelShape,
+        TrunkError,
+        build_model,
+        build_trunk,
+        widths_for_size,
+    )
 
     shape = ModelShape(
         in_features=data.features.shape[1],
@@ -159,27 +166,26 @@ def check_model(config: dict, data, build: bool = True) -> None:
     dims = [data.output_dim(t) for t in tasks]
     x = torch.from_numpy(data.features[:2].astype("float32"))
     for size in config["sweep"]["sizes"]:
+        fraction = SIZE_FRACTIONS[size]
         try:
             widths = widths_for_size("hard_sharing", shape, size)
-            model = build_model(
-                "hard_sharing", shape, widths, dims, torch.Generator(), dense, SIZE_FRACTIONS[size]
-            )
+            trunk_module = build_trunk(shape, widths, torch.Generator(), fraction)
         except TrunkError as err:
             raise ConfigError(f"config key {err} ({size}-size network)") from None
-        spatial = bool(getattr(model.trunk, "spatial", False))
-        out = (model.trunk.out_features, *(("H", "W") if spatial else ()))
+        spatial = bool(getattr(trunk_module, "spatial", False))
+        out_shape = getattr(trunk_module, "out_shape", (trunk_module.out_features, "H", "W"))
+        out = ", ".join(map(str, out_shape))
         if any(dense) and not spatial:
             raise ConfigError(
-                f"config key model.trunk {trunk!r}: returns (batch, {out[0]}) but dense tasks "
+                f"config key model.trunk {trunk!r}: returns (batch, {out}) but dense tasks "
                 f"{[t for t, d in zip(tasks, dense) if d]} need (batch, channels, H, W)"
             )
         if spatial and not any(dense):
             raise ConfigError(
-                f"config key model.trunk {trunk!r}: returns spatial output (batch, "
-                f"{', '.join(map(str, getattr(model.trunk, 'out_shape', ('C', 'H', 'W'))))}) "
-                f"but dataset {data.name!r} "
-                "has no dense task; return (batch, features)"
+                f"config key model.trunk {trunk!r}: returns spatial output (batch, {out}) but "
+                f"dataset {data.name!r} has no dense task; return (batch, features)"
             )
+        model = build_model("hard_sharing", shape, widths, dims, torch.Generator(), dense, fraction)
         try:
             with torch.no_grad():
                 model.eval()(x)
