@@ -13,6 +13,7 @@ import numpy as np
 from .arrays import load_arrays
 from .base import DENSE_TYPES, TASK_TYPES, Dataset, DatasetError
 from .builtin import load_tox21, load_toxcast, load_yeast
+from .scenes_dataset import load_scenes
 from .synthetic import load_synthetic
 from .table import load_table
 
@@ -23,6 +24,7 @@ LOADERS: dict[str, Callable[[dict], Dataset]] = {
     "synthetic": load_synthetic,
     "table": load_table,
     "arrays": load_arrays,
+    "scenes": load_scenes,
 }
 
 # Datasets read from a user's file: a network's spec carries content hashes of what it reads,
@@ -64,6 +66,11 @@ def network_dataset(dataset_config: dict, tasks: tuple[str, ...] | list[str]) ->
     An ``arrays`` file likewise: ``features`` hashes the inputs array, each target's hash
     covers its per-pixel labels for a dense task."""
     cfg = loader_config(dataset_config)
+    if cfg.get("name") == "scenes":
+        from .scenes import GENERATOR_VERSION
+
+        # The rendering is the data: a renderer change that alters values retrains.
+        return {**cfg, "generator_version": GENERATOR_VERSION}
     if cfg.get("name") not in FILE_DATASETS:
         return cfg
     data = load_dataset(dataset_config)
@@ -126,6 +133,7 @@ def load_dataset(dataset_config: dict) -> Dataset:
     """Load (once per process: Snakemake threads and Dask workers reuse it) a dataset."""
     cfg = loader_config(dataset_config)
     cfg.pop(CONTENT_KEY, None)
+    cfg.pop("generator_version", None)  # scenes: added to network specs, not loader config
     name = cfg.get("name")
     if name not in LOADERS:
         raise DatasetError(f"dataset.name: unknown dataset {name!r}; known: {sorted(LOADERS)}")

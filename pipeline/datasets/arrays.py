@@ -95,8 +95,22 @@ def _class_ids(y: np.ndarray, task: str, path: Path, classes: int | None, kind: 
 
 def load_arrays(config: dict) -> Dataset:
     path = Path(config["path"]).expanduser()
-    arrays = _read(path)
-    inputs_name = config.get("inputs", "x")
+    return dataset_from_arrays(
+        _read(path), config["targets"], config.get("inputs", "x"),
+        str(config.get("label", path.stem)), path,
+    )  # fmt: skip
+
+
+def dataset_from_arrays(
+    arrays: dict[str, np.ndarray],
+    targets: dict,
+    inputs_name: str,
+    name: str,
+    path: Path | str,
+) -> Dataset:
+    """A Dataset of named arrays (the module docstring's layout): ``targets`` maps array name
+    -> task type or {type, classes}; ``path`` names the source in errors. Shared by the
+    ``arrays`` and ``scenes`` datasets."""
     x = _array(arrays, inputs_name, path, "inputs")
     if x.ndim not in (2, 4):
         raise DatasetError(
@@ -107,7 +121,7 @@ def load_arrays(config: dict) -> Dataset:
     if not np.isfinite(x).all():
         raise DatasetError(f"dataset.inputs: array {inputs_name!r} of {path} has NaN or inf")
     n = x.shape[0]
-    targets_cfg = dict(config["targets"])
+    targets_cfg = dict(targets)
     if inputs_name in targets_cfg:
         raise DatasetError(f"dataset.targets: {inputs_name!r} is the inputs' array")
     columns, types, n_classes, dense = [], [], [], {}
@@ -162,7 +176,7 @@ def load_arrays(config: dict) -> Dataset:
             columns.append(y)
         types.append(kind)
     return Dataset(
-        name=str(config.get("label", path.stem)),
+        name=name,
         features=x,
         targets=np.stack(columns, axis=1).astype(np.float32),
         task_names=tuple(targets_cfg),

@@ -105,7 +105,7 @@ def build_trunk(
             f"model.trunk {shape.trunk!r} needs image inputs (batch, channels, H, W), not "
             f"(batch, {', '.join(map(str, input_shape))})"
         )
-    return TRUNKS[shape.trunk](shape.in_features, widths, generator)
+    return TRUNKS[shape.trunk](shape.in_features, widths, generator, input_size=input_shape[1:])
 
 
 def model_macs(

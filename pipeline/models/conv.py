@@ -110,6 +110,7 @@ class ConvTrunk(nn.Module):
         )
         self.out_channels = widths[0]
         self.out_features = self.out_channels
+        self.spatial = True  # (batch, channels, H, W): dense heads sit on it
         self._macs: int | None = None
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .conv import ConvTrunk
 from .layers import BinaryInput, Dense
 
 
@@ -31,6 +32,7 @@ class MLPTrunk(nn.Module):
             layers.append(Dense(a, b, generator))
         self.layers = nn.ModuleList(layers)
         self.out_features = int(widths[-1])
+        self.spatial = False
 
     def forward(self, x) -> torch.Tensor:
         for layer in self.layers:
@@ -45,4 +47,6 @@ class MLPTrunk(nn.Module):
         return sum(layer.macs() for layer in self.layers)
 
 
-TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPTrunk}
+# model.trunk -> class. MLP: (in_features, widths, generator, binary_input=); conv:
+# (in_channels, widths, generator, input_size=(H, W)) (pipeline.models.build_trunk).
+TRUNKS: dict[str, Callable[..., nn.Module]] = {"mlp": MLPTrunk, "conv": ConvTrunk}
