@@ -62,3 +62,28 @@ def test_tag_strategy_over_a_user_conv_trunk(tmp_path: Path) -> None:
     affinity = list((tmp_path / "results" / "affinity").rglob("*.parquet"))
     assert affinity and pq.read_table(affinity[0]).num_rows > 0
     assert (tmp_path / "results" / "groupings.parquet").exists()
+
+
+def test_conv_sweep_on_scenes_end_to_end(tmp_path: Path) -> None:
+    """The built-in conv trunk on rendered scenes: 3 dense tasks, 16x16, 2 epochs, two
+    weightings; the half-size trunk costs about half."""
+    config = {
+        "dataset": {"name": "scenes", "images": 100, "size": 16,
+                    "tasks": ["segmentation", "depth", "normals"]},
+        "sweep": {"orders": [1], "sizes": ["full", "half"],
+                  "methods": [{"architecture": "hard_sharing", "weighting": "equal"},
+                              {"architecture": "hard_sharing", "weighting": "gradnorm"}]},
+        "model": {"trunk": "conv", "hidden": [8, 16]},
+        "training": {"epochs": 2, "batch_size": 32, "lr": 0.005},
+        "selection": {"budgets": [1, 2]},
+    }  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    snakemake(tmp_path, env={"TASKGROUP_CACHE": str(tmp_path / "cache")})
+    files = network_files(tmp_path)
+    assert len(files) == 14  # (3 singles x 2 sizes + all-in-one) x 2 weightings
+    nets = pd.concat(pq.read_table(tmp_path / "results" / "runs" / f).to_pandas() for f in files)
+    half = nets[(nets["size"] == "half") & (nets.n_tasks == 1)].cost
+    assert half.between(0.4, 0.6).all()
+    final = nets[(nets.epoch == 2) & (nets.split == "val") & (nets.metric != "task_weight")]
+    assert final.value.notna().all() and set(final.weighting) == {"equal", "gradnorm"}
+    assert (tmp_path / "results" / "groupings.parquet").exists()
