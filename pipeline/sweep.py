@@ -200,6 +200,10 @@ def network_spec(
     if trunk != "mlp":
         # Only then: the specs (and results) of MLP networks predate the key.
         model["trunk"] = trunk
+        if trunk != "conv":  # your own: its source is part of the training
+            from .models.user import trunk_source_hash
+
+            model["trunk_source"] = trunk_source_hash(trunk)
     return {
         "dataset": network_dataset(config["dataset"], tasks),
         "split": {"seed": int(config["split"]["seed"]), "fractions": config["split"]["fractions"]},

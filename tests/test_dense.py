@@ -175,6 +175,12 @@ def test_spec_carries_trunk_and_content_hashes_only_when_needed(images: Path) ->
         network_dataset(config["dataset"], ("seg",)),
     )
     assert before[0] == after[0] and before[1] != after[1]
+    # Editing the trunk's module retrains what is built on it.
+    module = images / "my_trunks.py"
+    module.write_text(module.read_text() + "\n# tuned\n")
+    edited = network_spec(config, ("depth",), "full", 0)
+    assert edited["model"]["trunk_source"] != spec["model"]["trunk_source"]
+    assert {**edited["model"], "trunk_source": None} == {**spec["model"], "trunk_source": None}
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,11 @@ same config and seed give the same weights, and nothing outside the call sees th
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import sys
 from collections.abc import Callable
@@ -33,6 +37,40 @@ class TrunkError(ValueError):
 
 def is_user_trunk(name: str) -> bool:
     return name not in BUILTIN_TRUNKS
+
+
+def trunk_source_hash(name: str) -> str:
+    """A hash of the file that defines ``name``'s module: part of the networks' specs, so
+    editing your trunk retrains the networks built on it (as a rule's code change would).
+    Found without importing it (its dependencies may be slow to import)."""
+    module_name = name.partition(":")[0]
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        # A top-level module is looked up on the path itself, not in sys.modules: the file
+        # the next import would read is the one whose content counts.
+        spec = (
+            importlib.util.find_spec(module_name)
+            if "." in module_name
+            else importlib.machinery.PathFinder.find_spec(module_name, sys.path)
+        )
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        raise TrunkError(
+            f"model.trunk {name!r}: cannot find module {module_name!r} (searched the working "
+            "directory and PYTHONPATH)"
+        )
+    stat = os.stat(spec.origin)
+    return _file_hash(spec.origin, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_hash(path: str, mtime_ns: int, size: int) -> str:
+    # Keyed by the file's stat: one read per process for a sweep's thousands of specs.
+    with open(path, "rb") as source:
+        return hashlib.sha256(source.read()).hexdigest()[:16]
 
 
 def load_factory(name: str) -> Callable[..., nn.Module]:
