@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
-from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, TRUNKS
+from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, NEEDS_MLP_TRUNK, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
 from .options import (  # noqa: F401
@@ -127,11 +127,13 @@ def check_model(config: dict, data, build: bool = True) -> None:
                 f"{data.name!r} has images {data.features.shape[1:]}: use conv or your own trunk"
             )
         return
-    bad = sorted({a for a, _ in sweep_methods(config) if a not in ANY_TRUNK_ARCHITECTURES})
+    architectures = {a for a, _ in sweep_methods(config)}
+    bad = sorted(architectures - set(ANY_TRUNK_ARCHITECTURES))
     if bad:
+        why = "; ".join(f"{a}: {NEEDS_MLP_TRUNK.get(a, 'not implemented')}" for a in bad)
         raise ConfigError(
-            f"config key model.architecture / sweep.methods: {bad} need the mlp trunk; over "
-            f"model.trunk {trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
+            f"config key model.architecture / sweep.methods: {bad} need the mlp trunk ({why}); "
+            f"over model.trunk {trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
         )
     if trunk == "conv":
         if not images:
@@ -185,15 +187,26 @@ def check_model(config: dict, data, build: bool = True) -> None:
                 f"config key model.trunk {trunk!r}: returns spatial output (batch, {out}) but "
                 f"dataset {data.name!r} has no dense task; return (batch, features)"
             )
-        model = build_model("hard_sharing", shape, widths, dims, torch.Generator(), dense, fraction)
-        try:
-            with torch.no_grad():
-                model.eval()(x)
-        except Exception as err:
-            raise ConfigError(
-                f"config key model.trunk {trunk!r}: the {size}-size network fails on two "
-                f"samples: {type(err).__name__}: {err}"
-            ) from None
+        # A user's trunk under MTAN must expose its stages (forward_stages); the conv trunk does.
+        staged = "mtan" in architectures and trunk != "conv"
+        checked = ["hard_sharing", "mtan"] if staged else ["hard_sharing"]
+        for architecture in checked:
+            try:
+                model = build_model(
+                    architecture, shape, widths, dims, torch.Generator(), dense, fraction
+                )
+            except TrunkError as err:
+                raise ConfigError(
+                    f"config key {err} (architecture {architecture}, {size}-size network)"
+                ) from None
+            try:
+                with torch.no_grad():
+                    model.eval()(x)
+            except Exception as err:
+                raise ConfigError(
+                    f"config key model.trunk {trunk!r}: the {size}-size {architecture} network "
+                    f"fails on two samples: {type(err).__name__}: {err}"
+                ) from None
 
 
 def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:

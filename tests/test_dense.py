@@ -223,9 +223,9 @@ def test_spatial_trunk_on_a_table_and_invalid_combinations_are_refused(
         resolve_config({"dataset": table, "model": {"trunk": "conv"}, "sweep": {"orders": [1]}})
     with pytest.raises(ConfigError, match="mlp needs inputs"):
         resolve_config({**_config(images), "model": {"trunk": "mlp"}})
-    with pytest.raises(ConfigError, match=r"\['mtan'\] need the mlp trunk"):
+    with pytest.raises(ConfigError, match=r"\['adashare'\] need the mlp trunk.*identity path"):
         resolve_config({**_config(images), "sweep": {"methods": [
-            {"architecture": "mtan", "weighting": "equal"}]}})  # fmt: skip
+            {"architecture": "adashare", "weighting": "equal"}]}})  # fmt: skip
     # `taskgroup validate` is the same check, naming the trunk.
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(_config(images, "my_trunks:no_parameters")))

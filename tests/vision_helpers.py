@@ -35,6 +35,27 @@ def three_d(input_shape, width):
     return nn.Sequential(nn.Conv2d(input_shape[0], 4, 1), nn.Flatten(2))
 
 
+class _Staged(nn.Module):
+    """Two stages (full, then half resolution) exposed through forward_stages (MTAN)."""
+
+    def __init__(self, channels, width):
+        super().__init__()
+        c = max(1, round(8 * width))
+        self.a = nn.Conv2d(channels, c, 3, padding=1)
+        self.b = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+
+    def forward_stages(self, x):
+        h = torch.relu(self.a(x))
+        return [h, torch.relu(self.b(h))]
+
+    def forward(self, x):
+        return self.forward_stages(x)[-1]
+
+
+def staged(input_shape, width):
+    return _Staged(input_shape[0], width)
+
+
 def no_parameters(input_shape, width):
     return nn.ReLU()
 

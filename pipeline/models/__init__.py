@@ -5,6 +5,10 @@ network of the same architecture and dataset (= 1.0). "Half size" is the trunk w
 single-task cost is closest to 0.5 of that. Architectures (one file each, paper cited there):
 ``hard_sharing`` (default), ``mtan`` (soft attention), ``adashare`` (learned skip policy over a
 residual trunk; its cost is the model's ``macs()`` once the policy is fixed).
+
+``ARCHITECTURES`` builds them over the MLP trunk (tables, vector tasks); ``TRUNK_ARCHITECTURES``
+over any other trunk (conv, a user's) or with dense tasks. An architecture absent from the
+latter is refused over such trunks, with its ``NEEDS_MLP_TRUNK`` reason.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch import nn
 
 from .adashare import AdaShare
 from .hard_sharing import HardSharing
-from .mtan import MTAN
+from .mtan import MTAN, StagedMTAN
 from .trunks import TRUNKS
 from .user import TrunkError, UserTrunk, is_user_trunk
 
@@ -30,9 +34,22 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 SIZE_FRACTIONS = {"full": 1.0, "half": 0.5}
 
 
-# Architectures that run over any trunk (model.trunk other than mlp); the others need the MLP
-# trunk's stages (MTAN's attention, AdaShare's residual blocks).
-ANY_TRUNK_ARCHITECTURES = ("hard_sharing",)
+# Over a trunk other than mlp (model.trunk conv or "module:factory") or with dense tasks:
+# architecture -> class, built with the trunk module (build_model). MTAN attends the trunk's
+# stages (a user's trunk needs forward_stages; pipeline/models/mtan.py).
+TRUNK_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "hard_sharing": HardSharing,
+    "mtan": StagedMTAN,
+}
+ANY_TRUNK_ARCHITECTURES = tuple(TRUNK_ARCHITECTURES)
+# Why the others need the mlp trunk (the validation error says it).
+NEEDS_MLP_TRUNK = {
+    "adashare": (
+        "its per-task skips need residual blocks whose input and output have one shape, but the "
+        "conv trunk's stages change resolution and channels (a skipped stage has no identity "
+        "path)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -68,14 +85,15 @@ def build_model(
         )
     dense = [bool(d) for d in (dense or [False] * len(output_dims))]
     if shape.trunk != "mlp" or any(dense):
-        if architecture not in ANY_TRUNK_ARCHITECTURES:
+        if architecture not in TRUNK_ARCHITECTURES:
             raise ValueError(
-                f"model.architecture {architecture!r} needs the mlp trunk and vector tasks; "
-                f"over model.trunk {shape.trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
+                f"model.architecture {architecture!r} needs the mlp trunk and vector tasks "
+                f"({NEEDS_MLP_TRUNK.get(architecture, 'not implemented over other trunks')}); "
+                f"over model.trunk {shape.trunk!r} use {list(TRUNK_ARCHITECTURES)}"
             )
         input_shape = shape.input_shape or (shape.in_features,)
         trunk = build_trunk(shape, widths, generator, width)
-        return ARCHITECTURES[architecture](
+        return TRUNK_ARCHITECTURES[architecture](
             shape.in_features, list(widths), list(shape.head_hidden), list(output_dims),
             generator, trunk_module=trunk, dense=dense, label_size=shape.label_size,
             input_shape=input_shape,

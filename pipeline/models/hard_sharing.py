@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .base import Architecture
-from .heads import DenseHead, MLPHead, PooledHead
+from .heads import MLPHead, task_head
 from .layers import flop_macs
 from .trunks import TRUNKS
 
@@ -89,11 +89,4 @@ def _head(
     label_size: tuple[int, int] | None,
 ) -> nn.Module:
     spatial = bool(getattr(trunk, "spatial", False))
-    if dense:
-        if not spatial:
-            raise ValueError("a dense task needs a trunk with spatial output (batch, C, H, W)")
-        hidden = int(head_hidden[0]) if head_hidden else trunk.out_features
-        return DenseHead(trunk.out_features, hidden, out, generator, label_size)
-    if spatial:
-        return PooledHead(trunk.out_features, head_hidden, out, generator)
-    return MLPHead(trunk.out_features, head_hidden, out, generator)
+    return task_head(trunk.out_features, spatial, head_hidden, out, dense, generator, label_size)

@@ -65,3 +65,25 @@ class DenseHead(nn.Module):
                 y, size=self.label_size, mode="bilinear", align_corners=False
             )
         return y
+
+
+def task_head(
+    in_features: int,
+    spatial: bool,
+    head_hidden: Sequence[int],
+    out: int,
+    dense: bool,
+    generator: torch.Generator,
+    label_size: tuple[int, int] | None = None,
+) -> nn.Module:
+    """The head a task gets on features of ``in_features`` features or channels: a dense head
+    for a dense task (spatial features only), a pooled MLP head for a vector task on spatial
+    features, an MLP head on vector features."""
+    if dense:
+        if not spatial:
+            raise ValueError("a dense task needs a trunk with spatial output (batch, C, H, W)")
+        hidden = int(head_hidden[0]) if head_hidden else in_features
+        return DenseHead(in_features, hidden, out, generator, label_size)
+    if spatial:
+        return PooledHead(in_features, head_hidden, out, generator)
+    return MLPHead(in_features, head_hidden, out, generator)

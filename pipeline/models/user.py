@@ -167,5 +167,14 @@ class UserTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
 
+    @property
+    def staged(self) -> bool:
+        """Whether the module exposes its stages (``forward_stages``: MTAN attends them)."""
+        return callable(getattr(self.body, "forward_stages", None))
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The module's own ``forward_stages(x)``: each stage's output, in order."""
+        return list(self.body.forward_stages(x))
+
     def macs(self) -> int:
         return flop_macs(self.body, self.input_shape)
