@@ -145,7 +145,7 @@ def tag_ari(results: Path, groups: int) -> float:
         return float("nan")
     serving = grouping["serving_group"]
     tasks = sorted(serving)
-    return adjusted_rand_score(planted(tasks), ["|".join(serving[t]) for t in tasks])
+    return adjusted_rand_score(planted(tasks), [serving[t] for t in tasks])
 
 
 def main() -> None:

@@ -24,9 +24,10 @@ def train_job(input, output, params, log, threads, pending=None, pack="off") -> 
 def collect_job(input, output, params, log, threads) -> None:
     from .collect import collect
 
-    rows = collect(input.metrics, output.parquet, output.duckdb, output.networks)
+    files = [*input.metrics, *input.decided]
+    rows = collect(files, output.parquet, output.duckdb, output.networks)
     with open(log[0], "w") as fh:
-        print(f"collected {len(input.metrics)} files, {rows} rows", file=fh)
+        print(f"collected {len(files)} files, {rows} rows", file=fh)
 
 
 def select_job(input, output, params, log, threads) -> None:

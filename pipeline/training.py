@@ -43,6 +43,8 @@ from .weighting import Weighting, build_weighting
 EVAL_CHUNK = 8192
 # Images per evaluation chunk: about this many input pixels at once (a 64x64 image: 256).
 EVAL_PIXELS = 1 << 20
+# Networks with more tasks log a per-epoch summary of their losses, not each task's.
+LOG_TASKS = 16
 
 
 def resolve_device(name: str | None = None) -> torch.device:
@@ -638,7 +640,18 @@ def _evaluate_chunked(
 def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
     parts = [f"epoch {epoch}/{epochs}"]
     for split in SPLITS:
-        losses = " ".join(f"{t}={evaluation[(split, j)][0]:.5f}" for j, t in enumerate(tasks))
+        values = [evaluation[(split, j)][0] for j in range(len(tasks))]
+        if len(tasks) > LOG_TASKS:
+            # Hundreds of tasks: a line per epoch, not tens of kilobytes (the Parquet has all).
+            finite = np.array(values)[np.isfinite(values)]
+            losses = (
+                f"mean={finite.mean():.5f} min={finite.min():.5f} max={finite.max():.5f} "
+                f"over {finite.size} of {len(tasks)} tasks"
+                if finite.size
+                else f"no finite loss in {len(tasks)} tasks"
+            )
+        else:
+            losses = " ".join(f"{t}={v:.5f}" for t, v in zip(tasks, values))
         parts.append(f"{split}_loss {losses}")
     parts.append(f"{elapsed:.2f}s")
     if diverged_at is not None:

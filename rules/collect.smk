@@ -1,6 +1,7 @@
 rule collect:
     input:
-        metrics=all_network_files,
+        metrics=first_stage_files(),
+        decided=decided_network_files,
     output:
         parquet=f"{RESULTS}/metrics.parquet",
         duckdb=f"{RESULTS}/sweep.duckdb",

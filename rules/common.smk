@@ -98,11 +98,12 @@ def second_stage(method):
     ]
 
 
-def all_network_files(wildcards=None):
-    """Every network file of the sweep: the first stage, and for an estimating strategy the
-    candidates its checkpoint decides (asking for them makes Snakemake run the checkpoint).
-    """
-    files = first_stage_files()
+def decided_network_files(wildcards=None):
+    """The network files an estimating strategy's checkpoint decides (asking for them makes
+    Snakemake run the checkpoint). Apart from the first stage's, which are listed statically:
+    behind a checkpoint they would wait for it, and TAG's 617 singles would idle a core during
+    the estimation."""
+    files = []
     if ESTIMATES:
         for method in METHODS:
             architecture, weighting = method.split("-", 1)

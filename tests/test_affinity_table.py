@@ -4,6 +4,7 @@ and the groups-from-affinity command."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -110,8 +111,6 @@ def test_provenance_columns_ignored_and_from_recipient_dict():
 
 
 def test_cli_taskonomy_matches_recomputed(tmp_path, capsys):
-    from pathlib import Path
-
     data = Path(__file__).parent / "data" / "tag2021"
     raw = json.loads((data / "taskonomy5_tag_affinity.json").read_text())
     aff = Affinity.from_recipient_table(raw["tasks"], raw["matrix"])
@@ -144,3 +143,18 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "not in the task list: 'n'" in capsys.readouterr().err
     assert main(["groups-from-affinity", str(src), "--groups", "0"]) == 2
     assert "--groups" in capsys.readouterr().err
+
+
+def test_grouping_json_names_each_tasks_group_by_index(tmp_path, capsys):
+    data = Path(__file__).parent / "data" / "tag2021"
+    raw = json.loads((data / "taskonomy5_tag_affinity.json").read_text())
+    aff = Affinity.from_recipient_table(raw["tasks"], raw["matrix"])
+    src, out = tmp_path / "aff.csv", tmp_path / "groups.json"
+    aff.to_frame(diagonal=False).to_csv(src, index=False)
+    assert main(["groups-from-affinity", str(src), "--groups", "2..3", "--out", str(out)]) == 0
+    for grouping in json.loads(out.read_text())["groupings"]:
+        groups = grouping["groups"]
+        assert set(grouping["serving_group"]) == set(raw["tasks"])
+        for task, index in grouping["serving_group"].items():
+            assert task in groups[index]
+    capsys.readouterr()

@@ -198,3 +198,14 @@ def test_run_external_reports_gap_unit_and_time_limit(tmp_path):
     assert infeasible["status"].tolist() == ["infeasible"]
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Standley's units" in summary and "proven optimal" in summary
+
+
+def test_summary_lists_large_sets_compactly() -> None:
+    from pipeline.selection.outputs import _listed
+
+    names = [f"assay {i}" for i in range(617)]
+    line = _listed(names, 30, "tasks")
+    assert line.startswith("assay 0, assay 1") and line.endswith("… +587 more tasks")
+    assert (
+        "assay 30," not in line and _listed(names[:3], 30, "tasks") == "assay 0, assay 1, assay 2"
+    )

@@ -301,3 +301,18 @@ def test_run_snakemake_job_writes_parquet_and_log(tmp_path: Path) -> None:
     # The file holds what train_network computes for the same spec and split.
     direct = train_network(data, labels, spec, CPU)
     assert table.column("value").to_pylist() == direct.column("value").to_pylist()
+
+
+def test_log_line_of_hundreds_of_tasks_is_a_summary_not_every_task() -> None:
+    from pipeline.training import _log_line
+
+    tasks = [f"assay {j} (long name)" for j in range(617)]
+    evaluation = {
+        (split, j): (float("nan") if j == 5 else 0.01 * (j % 50), 0.5)
+        for split in ("train", "val", "test") for j in range(len(tasks))
+    }  # fmt: skip
+    line = _log_line(3, 10, tasks, evaluation, 2.5, None)
+    assert len(line) < 400 and "assay" not in line
+    assert "max=0.49000 over 616 of 617 tasks" in line
+    few = _log_line(3, 10, tasks[:2], {k: v for k, v in evaluation.items() if k[1] < 2}, 2.5, None)
+    assert "assay 1 (long name)=0.01000" in few

@@ -81,7 +81,9 @@ class Grouping:
             "groups": [list(g) for g in self.groups],
             "group_score": list(self.group_score),
             "group_member_score": [dict(m) for m in self.group_member_score],
-            "serving_group": {t: list(g) for t, g in self.serving.items()},
+            # Indices into "groups": the groups themselves, task by task, are megabytes at
+            # hundreds of tasks.
+            "serving_group": {t: int(i) for t, i in zip(self.tasks, self.labels())},
             "per_task_score": dict(self.task_score),
             **({"extra": self.extra} if self.extra else {}),
         }

@@ -174,9 +174,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     )
 
 
-# Tasks listed per serving network in summary.md; the rest are counted (hundreds of tasks stay
-# one line per budget; groupings.parquet has every task's row, `taskgroup export` a file).
+# Tasks listed per serving network or chosen set, chosen sets per cell, and tasks in a method's
+# header, in summary.md; the rest are counted, so hundreds of tasks keep a readable page
+# (groupings.parquet has every task's row, `taskgroup export` a file).
 MAX_SERVED_LISTED = 8
+MAX_GROUP_LISTED = 12
+MAX_SETS_LISTED = 16
+MAX_TASKS_LISTED = 30
+
+
+def _listed(items: list[str], limit: int, what: str, sep: str = ", ") -> str:
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}… +{len(items) - limit} more {what}" if len(items) > limit else "")
 
 
 def _serving(s: Scored) -> str:
@@ -223,7 +232,9 @@ def _method_section(
         [
             [f"{b:g}"]
             + [
-                " ".join(by[m, b].groups()) if by[m, b].ok else by[m, b].outcome.status
+                _listed(by[m, b].groups(MAX_GROUP_LISTED), MAX_SETS_LISTED, "networks", " ")
+                if by[m, b].ok
+                else by[m, b].outcome.status
                 for m in METHODS
             ]
             for b in budgets
@@ -271,7 +282,7 @@ def _method_section(
         weighting=cand.weighting,
         n_networks=len(cand.networks),
         n_tasks=len(cand.tasks),
-        tasks=", ".join(cand.tasks),
+        tasks=_listed(list(cand.tasks), MAX_TASKS_LISTED, "tasks"),
         n_seeds=len(cand.seeds),
         excluded=excluded_line,
         totals=totals,

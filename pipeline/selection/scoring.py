@@ -67,13 +67,17 @@ class Scored:
         finite = self.seed_totals[np.isfinite(self.seed_totals)]
         return float(finite.std(ddof=1)) if finite.size >= 2 else float("nan")
 
-    def groups(self) -> list[str]:
-        """The chosen networks' task sets, as '{a, b}' strings (estimated ones starred)."""
+    def groups(self, listed: int | None = None) -> list[str]:
+        """The chosen networks' task sets, as '{a, b}' strings (estimated ones starred); with
+        ``listed``, a larger set shows that many tasks and a count of the rest."""
         if not self.ok or self.outcome.random is not None:
             return []
         out = []
         for n in self.outcome.chosen:
-            tasks = ", ".join(t for t, m in zip(self.cand.tasks, self.cand.members[n]) if m)
+            members = [t for t, m in zip(self.cand.tasks, self.cand.members[n]) if m]
+            tasks = ", ".join(members[:listed])
+            if listed is not None and len(members) > listed:
+                tasks += f", … +{len(members) - listed} of {len(members)} tasks"
             size = self.cand.size[n]
             star = "" if self.cand.trained[n] else "*"
             out.append(f"{{{tasks}}}{'' if size in (None, 'full') else '@' + size}{star}")
