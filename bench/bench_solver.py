@@ -8,6 +8,14 @@ that both optima agree. Prints a Markdown table with the machine and its load av
 machine may be shared: read the times with it).
 
     nice -n 5 .venv/bin/python bench/bench_solver.py [--cap 120] [--only 50t]
+
+``--whole`` times the whole ``taskgroup solve-external`` instead (every method and baseline,
+the outputs, the imports: one fresh process) on the planted instances written as external
+results: val = planted loss, test = val * U(0.95, 1.05), early = val * U(1.0, 1.2); budgets
+1..5 by halves (the config default) for 12 tasks, spread_budgets for the others. ``--keep DIR``
+keeps the outputs (to compare answers between versions).
+
+    nice -n 19 .venv/bin/python bench/bench_solver.py --whole --only 12t 30t [--repeat 3]
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ import argparse
 import os
 import platform
 import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import highspy
 
@@ -76,12 +87,96 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} vCPUs"
 
 
+def external_frame(n_task: int, orders: tuple[int, ...], seed: int = 0):
+    """The planted instance as an external results table (module doc)."""
+    import numpy as np
+    import pandas as pd
+
+    loss, cost = planted(n_task, orders, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    tasks = [f"t{t:02d}" for t in range(n_task)]
+    rows = []
+    for n in range(loss.shape[0]):
+        members = np.flatnonzero(~np.isnan(loss[n]))
+        size = "half" if cost[n] == 0.5 else "full"
+        name = "+".join(tasks[t] for t in members) + f"@{size}"
+        for t in members:
+            val = float(loss[n, t])
+            rows.append(
+                (
+                    name,
+                    float(cost[n]),
+                    tasks[t],
+                    size,
+                    val,
+                    val * rng.uniform(0.95, 1.05),
+                    val * rng.uniform(1.0, 1.2),
+                )
+            )
+    return pd.DataFrame(
+        rows, columns=["network", "cost", "task", "size", "val_loss", "test_loss", "early_loss"]
+    )
+
+
+def whole(keys: list[str], repeat: int, keep: str | None, seed: int) -> None:
+    """Wall time of ``python -m pipeline solve-external`` per instance (module doc)."""
+    print(
+        f"Python {platform.python_version()}, {machine()}; "
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {seed}\n"
+    )
+    print("| instance | networks | budgets | wall (s) per run | load avg (1 min) per run |")
+    print("|---|---:|---|---|---|")
+    root = Path(__file__).resolve().parent.parent
+    for key in keys:
+        n_task, orders = CASES[key]
+        frame = external_frame(n_task, orders, seed)
+        budgets = (
+            [1 + 0.5 * i for i in range(9)] if n_task == 12 else spread_budgets(n_task, max(orders))
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{key}.parquet"
+            frame.to_parquet(path, index=False)
+            walls, loads = [], []
+            for r in range(repeat):
+                out = Path(keep) / key if keep else Path(tmp) / f"out{r}"
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "solve-external",
+                    str(path),
+                    "--configfile",
+                    "",
+                    "--out",
+                    str(out),
+                    "--budgets",
+                    ",".join(f"{b:g}" for b in budgets),
+                ]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL)
+                walls.append(time.perf_counter() - t0)
+                loads.append(os.getloadavg()[0])
+        label = f"{n_task} tasks + {'triples' if 3 in orders else 'pairs'}"
+        print(
+            f"| {label} | {frame['network'].nunique():,} | {len(budgets)} "
+            f"({budgets[0]:g}..{budgets[-1]:g}) | {' '.join(f'{w:.2f}' for w in walls)} | "
+            f"{' '.join(f'{x:.2f}' for x in loads)} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cap", type=float, default=120.0, help="plain MILP time cap (s)")
     parser.add_argument("--only", nargs="*", default=list(CASES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole", action="store_true", help="time solve-external end to end")
+    parser.add_argument("--repeat", type=int, default=1, help="--whole: runs per instance")
+    parser.add_argument("--keep", help="--whole: write the outputs under this directory")
     args = parser.parse_args()
+    if args.whole:
+        whole(args.only, args.repeat, args.keep, args.seed)
+        return
     print(
         f"HiGHS {highspy._Highs().version()}, Python {platform.python_version()}, {machine()}; "
         f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {args.seed}\n"

@@ -8,7 +8,9 @@
   exactly on validation by the solver restricted to single-task networks.
 * random: Standley's sampler (main.cpp, do_one_random): take networks in random order, keeping
   each that still fits, until the unspent budget is below the cheapest network; keep draws that
-  cover every task. Reported as the mean test total over ``samples`` accepted draws.
+  cover every task. Reported as the mean test total over ``samples`` accepted draws, out of at
+  most ``samples`` x 50 draws (max_draws; fewer accepted where covers are rare). Drawn in the
+  walk's equivalent sequential form, batches of draws at once (random_draws).
 * worst: the maximum over the same sampler's support, computed exactly (solver.worst_cover)
   rather than as the max of millions of draws.
 """
@@ -96,10 +98,123 @@ class RandomResult:
 
 
 def max_draws(samples: int, n_net: int, per_sample: int = 50) -> int:
-    """How many random draws random_choice tries at most. Draws cost time in proportion to the
-    networks they walk: beyond a few hundred networks fewer are tried (a fixed number, so the
-    results do not depend on the machine's speed)."""
-    return min(samples * per_sample, max(samples, 20_000_000 // max(n_net, 1)))
+    """How many random draws random_choice tries at most: ``per_sample`` per asked sample. A
+    draw costs time in proportion to the networks it takes (at most budget / cheapest network),
+    not to the networks it could take, so the cap no longer shrinks with the table's size."""
+    del n_net  # kept for callers; the sampler's cost no longer depends on it
+    return samples * per_sample
+
+
+@dataclass(frozen=True)
+class Draws:
+    """One batch of Standley's random draws (random_draws)."""
+
+    done: np.ndarray  # (draws,) the draw ended maximal (nothing more fits); False: cut short
+    best: np.ndarray  # (draws, T) a done draw's least loss per task (inf: uncovered)
+    kept: np.ndarray  # (draws, steps) the networks a done draw keeps, in order; -1 pads
+
+
+def random_draws(
+    loss: np.ndarray,
+    cost: np.ndarray,
+    limit: float,
+    batch: int,
+    rng: np.random.Generator,
+    need: np.ndarray | None = None,
+) -> Draws:
+    """``batch`` draws of Standley's sampler within ``limit``, stepped together (numpy).
+
+    Standley's walk (a random order of all networks, each kept if it still fits) is drawn in
+    its equivalent sequential form: the next network kept is uniform among the networks not
+    yet kept that still fit. (A network the walk skips never fits later, since the spent budget
+    only grows, and the unwalked rest of a uniform order is uniform, so its first fitting
+    network is uniform among the fitting ones.) A draw thus takes as many steps as it keeps
+    networks, not as many as there are. ``need`` (task_cost_bound): stop a draw, not done,
+    once its uncovered tasks cannot be covered with the budget left (it would be rejected).
+    """
+    loss = np.asarray(loss, dtype=float)
+    cost = np.asarray(cost, dtype=float)
+    n_net, n_task = loss.shape
+    # Networks by cost: those that fit a draw are a prefix of this order.
+    by_cost = np.argsort(cost, kind="stable")
+    sorted_cost = cost[by_cost]
+    loss_inf = np.where(np.isnan(loss), np.inf, loss)[by_cost]
+    values, first = np.unique(sorted_cost, return_index=True)
+    prefix_end = np.append(first[1:], n_net)  # networks costing <= values[i]: [0, prefix_end[i])
+    # A draw keeps at most this many networks (each costs >= the cheapest).
+    max_steps = min(n_net, int(np.floor(limit / sorted_cost[0] + 1e-9)) + 1)
+    out_best = np.full((batch, n_task), np.inf)
+    out_order = np.full((batch, max_steps), -1, dtype=np.int64)
+    done = np.zeros(batch, dtype=bool)
+    # The draws still walking, compacted: their ids, spent budget, best loss per task, kept
+    # positions (in by_cost order; padded with n_net) and kept networks.
+    ids = np.arange(batch)
+    spent = np.zeros(batch)
+    best = np.full((batch, n_task), np.inf)
+    kept = np.full((batch, max_steps), n_net, dtype=np.int64)
+    order = np.full((batch, max_steps), -1, dtype=np.int64)
+    for step in range(max_steps + 1):
+        if ids.size == 0:
+            break
+        # How many networks fit each open draw (the walk's test: spent + cost <= limit), and
+        # how many of those it keeps already.
+        n_values = (spent[:, None] + values[None, :] <= limit).sum(axis=1)
+        n_fit = np.where(n_values > 0, prefix_end[np.maximum(n_values - 1, 0)], 0)
+        free = n_fit - (kept[:, :step] < n_fit[:, None]).sum(axis=1)
+        ended = free == 0
+        if ended.any():
+            done[ids[ended]] = True
+            out_best[ids[ended]] = best[ended]
+            out_order[ids[ended]] = order[ended]
+            going = ~ended
+            ids, spent, best, kept, order = (
+                ids[going],
+                spent[going],
+                best[going],
+                kept[going],
+                order[going],
+            )
+            n_fit, free = n_fit[going], free[going]
+        if ids.size == 0 or step == max_steps:
+            break
+        pos = _uniform_free(rng, n_fit, free, kept[:, :step])
+        kept[:, step] = pos
+        order[:, step] = by_cost[pos]
+        spent += sorted_cost[pos]
+        np.minimum(best, loss_inf[pos], out=best)
+        if need is not None:
+            hopeful = spent + np.isinf(best) @ need <= limit + 1e-9
+            if not hopeful.all():
+                ids, spent, best, kept, order = (
+                    ids[hopeful],
+                    spent[hopeful],
+                    best[hopeful],
+                    kept[hopeful],
+                    order[hopeful],
+                )
+    return Draws(done, out_best, out_order)
+
+
+def _uniform_free(
+    rng: np.random.Generator, n_fit: np.ndarray, free: np.ndarray, kept: np.ndarray
+) -> np.ndarray:
+    """Per row, a position uniform among [0, n_fit) less the row's ``kept`` positions (``free``
+    of them, > 0). Rejection (redraw the rows that hit a kept position) while few rows hit;
+    then, for the rows left, the k-th free position with k uniform, stepping past the sorted
+    kept positions. Both are exactly uniform."""
+    pos = rng.integers(0, n_fit)
+    todo = np.flatnonzero((kept == pos[:, None]).any(axis=1))
+    for _ in range(8):
+        if todo.size == 0:
+            return pos
+        pos[todo] = rng.integers(0, n_fit[todo])
+        todo = todo[(kept[todo] == pos[todo, None]).any(axis=1)]
+    if todo.size:
+        k = rng.integers(0, free[todo])
+        for column in np.sort(kept[todo], axis=1).T:  # ascending; padding (n_net) never hits
+            k = k + (column <= k)
+        pos[todo] = k
+    return pos
 
 
 def random_choice(
@@ -112,49 +227,31 @@ def random_choice(
     max_attempts_per_sample: int = 50,
 ) -> RandomResult | None:
     """Mean test loss of Standley's random feasible choices (module doc); None if no draw out
-    of ``samples * max_attempts_per_sample`` (fewer for large tables, see below) covers every
-    task."""
+    of ``samples * max_attempts_per_sample`` covers every task. Draws: random_draws;
+    tests/test_selection_random.py checks their distribution against the literal walk."""
     rng = np.random.default_rng(seed)
-    loss_inf = np.where(np.isnan(loss), np.inf, loss)
+    loss = np.asarray(loss, dtype=float)
+    cost = np.asarray(cost, dtype=float)
     n_net, n_task = loss.shape
     limit = budget + tolerance
-    cheapest = cost.min()
     need = task_cost_bound(loss, cost)
-    if need.sum() > limit + 1e-9:
+    if n_net == 0 or need.sum() > limit + 1e-9:
         return None  # no draw can cover every task within the budget
+    max_steps = min(n_net, int(np.floor(limit / cost.min() + 1e-9)) + 1)
+    # Per draw in a batch: its best loss per task and its kept networks (twice).
+    cap = max(256, min(200_000, 8_000_000 // (n_task + 2 * max_steps)))
     sums = np.zeros(n_task)
     accepted = attempts = 0
     budget_attempts = max_draws(samples, n_net, max_attempts_per_sample)
     while accepted < samples and attempts < budget_attempts:
         # Size the batch to the acceptance rate seen so far (rare covers at small budgets).
         rate = accepted / attempts if accepted else 1.0 / max(n_net, 1) if attempts else 1.0
-        # The random orders are batch x networks: cap them near 8M entries (64 MB) so that
-        # thousands of networks do not take gigabytes.
-        cap = max(256, min(20_000, 8_000_000 // max(n_net, 1)))
         batch = int(np.clip((samples - accepted) / rate, 256, cap))
         batch = min(batch, budget_attempts - attempts)
-        # Whole batches of draws at once: one random order per row, walked column by column.
-        order = rng.permuted(np.tile(np.arange(n_net), (batch, 1)), axis=1)
-        spent = np.zeros(batch)
-        best = np.full((batch, n_task), np.inf)
-        hopeless = np.zeros(batch, dtype=bool)
-        for j in range(n_net):
-            # Only draws with budget left, and of those only the ones whose next network fits,
-            # are touched: after the first few networks that is a small share of the batch.
-            open_rows = np.flatnonzero((limit - spent >= cheapest) & ~hopeless)
-            if open_rows.size == 0:
-                break
-            nets = order[open_rows, j]
-            fits = spent[open_rows] + cost[nets] <= limit
-            rows, nets = open_rows[fits], nets[fits]
-            spent[rows] += cost[nets]
-            best[rows] = np.minimum(best[rows], loss_inf[nets])
-            # A draw that cannot cover its uncovered tasks with the budget left will be
-            # rejected whatever comes next: stop walking it (the accepted draws are unchanged).
-            still_needed = np.isinf(best[rows]) @ need
-            hopeless[rows] = spent[rows] + still_needed > limit + 1e-9
-        keep = np.isfinite(best).all(axis=1) & (limit - spent < cheapest) & ~hopeless
-        keep_rows = best[keep][: samples - accepted]
+        # Draws cut short could not cover every task: rejected like the walk would reject them.
+        draws = random_draws(loss, cost, limit, batch, rng, need)
+        keep = draws.done & np.isfinite(draws.best).all(axis=1)
+        keep_rows = draws.best[keep][: samples - accepted]
         sums += keep_rows.sum(axis=0)
         accepted += len(keep_rows)
         attempts += batch

@@ -11,7 +11,7 @@ import numpy as np
 from . import baselines
 from .candidates import Candidates
 from .hoa import higher_order_approximation
-from .solver import BudgetSolver, worst_cover
+from .solver import BudgetSolver, task_cost_bound, worst_cover
 
 METHODS = ("optimal", "esa", "hoa")
 BASELINES = ("all_in_one", "independent", "independent_mix", "random", "worst")
@@ -214,7 +214,13 @@ def _random(cand: Candidates, settings: Settings) -> list[Outcome]:
         )
         if result is None:
             draws = baselines.max_draws(settings.random_samples, len(nets))
-            note = f"none of {draws:,} random draws covered every task"
+            need = float(task_cost_bound(test, cost).sum()) if len(nets) else float("inf")
+            note = (
+                f"no set of networks within the budget covers every task (each task needs at "
+                f"least its cheapest share of a network: {need:.6g} in all); no draw made"
+                if need > budget + settings.cost_tolerance + 1e-9
+                else f"none of {draws:,} random draws covered every task"
+            )
             out.append(Outcome("random", budget, "infeasible", note))
         else:
             out.append(Outcome("random", budget, "ok", random=result))
