@@ -9,7 +9,8 @@
 * random: Standley's sampler (main.cpp, do_one_random): take networks in random order, keeping
   each that still fits, until the unspent budget is below the cheapest network; keep draws that
   cover every task. Reported as the mean test total over ``samples`` accepted draws, out of at
-  most ``samples`` x 50 draws (max_draws; fewer accepted where covers are rare). Drawn in the
+  most ``samples`` x 50 draws (fewer for long draws over many tasks: max_draws; fewer
+  accepted where covers are rare). Drawn in the
   walk's equivalent sequential form, batches of draws at once (random_draws).
 * worst: the maximum over the same sampler's support, computed exactly (solver.worst_cover)
   rather than as the max of millions of draws.
@@ -97,12 +98,22 @@ class RandomResult:
     attempts: int
 
 
-def max_draws(samples: int, n_net: int, per_sample: int = 50) -> int:
-    """How many random draws random_choice tries at most: ``per_sample`` per asked sample. A
-    draw costs time in proportion to the networks it takes (at most budget / cheapest network),
-    not to the networks it could take, so the cap no longer shrinks with the table's size."""
-    del n_net  # kept for callers; the sampler's cost no longer depends on it
-    return samples * per_sample
+# A draw costs about (networks it keeps) x (tasks) operations: past this many in all, fewer
+# draws are tried (a fixed number, so the results do not depend on the machine's speed). 12
+# and 30 tasks with triples get the full samples x 50 draws at every budget; 100 tasks + pairs
+# about 5,000, 200 tasks about 1,250 (the old walk's cap, 20M / networks: 3,900 and 1,000).
+DRAW_WORK = 100_000_000
+
+
+def max_steps(cost: np.ndarray, limit: float) -> int:
+    """The most networks a draw within ``limit`` can keep (each costs >= the cheapest)."""
+    return min(len(cost), int(np.floor(limit / float(np.min(cost)) + 1e-9)) + 1)
+
+
+def max_draws(samples: int, n_task: int, steps: int, per_sample: int = 50) -> int:
+    """How many random draws random_choice tries at most: ``per_sample`` per asked sample, fewer
+    where a draw is long (``steps`` networks over ``n_task`` tasks; DRAW_WORK)."""
+    return min(samples * per_sample, max(samples, DRAW_WORK // max(steps * n_task, 1)))
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,7 @@ def random_draws(
     batch: int,
     rng: np.random.Generator,
     need: np.ndarray | None = None,
+    record: bool = True,
 ) -> Draws:
     """``batch`` draws of Standley's sampler within ``limit``, stepped together (numpy).
 
@@ -129,8 +141,9 @@ def random_draws(
     yet kept that still fit. (A network the walk skips never fits later, since the spent budget
     only grows, and the unwalked rest of a uniform order is uniform, so its first fitting
     network is uniform among the fitting ones.) A draw thus takes as many steps as it keeps
-    networks, not as many as there are. ``need`` (task_cost_bound): stop a draw, not done,
-    once its uncovered tasks cannot be covered with the budget left (it would be rejected).
+    networks, not as many as there are, each step O(tasks + distinct costs) per draw.
+    ``need`` (task_cost_bound): stop a draw, not done, once its uncovered tasks cannot be
+    covered with the budget left (it would be rejected). ``record``: fill Draws.kept.
     """
     loss = np.asarray(loss, dtype=float)
     cost = np.asarray(cost, dtype=float)
@@ -141,79 +154,83 @@ def random_draws(
     loss_inf = np.where(np.isnan(loss), np.inf, loss)[by_cost]
     values, first = np.unique(sorted_cost, return_index=True)
     prefix_end = np.append(first[1:], n_net)  # networks costing <= values[i]: [0, prefix_end[i])
-    # A draw keeps at most this many networks (each costs >= the cheapest).
-    max_steps = min(n_net, int(np.floor(limit / sorted_cost[0] + 1e-9)) + 1)
+    steps = max_steps(cost, limit)
     out_best = np.full((batch, n_task), np.inf)
-    out_order = np.full((batch, max_steps), -1, dtype=np.int64)
+    out_order = np.full((batch, steps if record else 0), -1, dtype=np.int64)
     done = np.zeros(batch, dtype=bool)
-    # The draws still walking, compacted: their ids, spent budget, best loss per task, kept
-    # positions (in by_cost order; padded with n_net) and kept networks.
+    # The draws still walking, compacted: their ids, spent budget, best loss per task and the
+    # networks kept in order. Which positions (in by_cost order) a draw keeps: by id, not
+    # compacted (a byte per network and draw: copying it every step would dominate).
     ids = np.arange(batch)
     spent = np.zeros(batch)
     best = np.full((batch, n_task), np.inf)
-    kept = np.full((batch, max_steps), n_net, dtype=np.int64)
-    order = np.full((batch, max_steps), -1, dtype=np.int64)
-    for step in range(max_steps + 1):
+    taken = np.zeros((batch, n_net), dtype=bool)
+    order = np.full((batch, out_order.shape[1]), -1, dtype=np.int64)
+    for step in range(steps + 1):
         if ids.size == 0:
             break
-        # How many networks fit each open draw (the walk's test: spent + cost <= limit), and
-        # how many of those it keeps already.
-        n_values = (spent[:, None] + values[None, :] <= limit).sum(axis=1)
-        n_fit = np.where(n_values > 0, prefix_end[np.maximum(n_values - 1, 0)], 0)
-        free = n_fit - (kept[:, :step] < n_fit[:, None]).sum(axis=1)
-        ended = free == 0
+        n_fit = _n_fit(spent, values, prefix_end, limit)
+        pos = _uniform_free(rng, n_fit, taken, ids)
+        ended = pos < 0  # nothing more fits: the draw is complete
         if ended.any():
             done[ids[ended]] = True
             out_best[ids[ended]] = best[ended]
             out_order[ids[ended]] = order[ended]
             going = ~ended
-            ids, spent, best, kept, order = (
-                ids[going],
-                spent[going],
-                best[going],
-                kept[going],
-                order[going],
-            )
-            n_fit, free = n_fit[going], free[going]
-        if ids.size == 0 or step == max_steps:
+            ids, spent, best = ids[going], spent[going], best[going]
+            order, pos = order[going], pos[going]
+        if ids.size == 0 or step == steps:
             break
-        pos = _uniform_free(rng, n_fit, free, kept[:, :step])
-        kept[:, step] = pos
-        order[:, step] = by_cost[pos]
+        taken[ids, pos] = True
+        if record:
+            order[:, step] = by_cost[pos]
         spent += sorted_cost[pos]
         np.minimum(best, loss_inf[pos], out=best)
         if need is not None:
             hopeful = spent + np.isinf(best) @ need <= limit + 1e-9
             if not hopeful.all():
-                ids, spent, best, kept, order = (
-                    ids[hopeful],
-                    spent[hopeful],
-                    best[hopeful],
-                    kept[hopeful],
-                    order[hopeful],
-                )
+                ids, spent, best = ids[hopeful], spent[hopeful], best[hopeful]
+                order = order[hopeful]
     return Draws(done, out_best, out_order)
 
 
+def _n_fit(spent: np.ndarray, values: np.ndarray, prefix_end: np.ndarray, limit: float):
+    """Per draw, how many networks (by cost) pass the walk's test spent + cost <= limit."""
+    n_values = np.searchsorted(values, limit - spent, side="right")
+    # searchsorted compared cost <= limit - spent; settle the rounding against the walk's sum.
+    for _ in range(values.size + 1):
+        over = (n_values > 0) & (spent + values[np.maximum(n_values - 1, 0)] > limit)
+        under = (n_values < values.size) & (
+            spent + values[np.minimum(n_values, values.size - 1)] <= limit
+        )
+        if not (over.any() or under.any()):
+            break
+        n_values = n_values - over + under
+    return np.where(n_values > 0, prefix_end[np.maximum(n_values - 1, 0)], 0)
+
+
 def _uniform_free(
-    rng: np.random.Generator, n_fit: np.ndarray, free: np.ndarray, kept: np.ndarray
+    rng: np.random.Generator, n_fit: np.ndarray, taken: np.ndarray, ids: np.ndarray
 ) -> np.ndarray:
-    """Per row, a position uniform among [0, n_fit) less the row's ``kept`` positions (``free``
-    of them, > 0). Rejection (redraw the rows that hit a kept position) while few rows hit;
-    then, for the rows left, the k-th free position with k uniform, stepping past the sorted
-    kept positions. Both are exactly uniform."""
-    pos = rng.integers(0, n_fit)
-    todo = np.flatnonzero((kept == pos[:, None]).any(axis=1))
+    """Per draw ``ids[i]``, a position uniform among [0, n_fit[i]) less the ones it has
+    ``taken``; -1 where none is free. Rejection (redraw the rows that hit a taken position)
+    for a few rounds; then, for the rows left, an exact draw among their free positions. Both
+    are exactly uniform."""
+    pos = np.full(n_fit.size, -1)
+    todo = np.flatnonzero(n_fit > 0)
     for _ in range(8):
         if todo.size == 0:
             return pos
-        pos[todo] = rng.integers(0, n_fit[todo])
-        todo = todo[(kept[todo] == pos[todo, None]).any(axis=1)]
+        draw = rng.integers(0, n_fit[todo])
+        hit = taken[ids[todo], draw]
+        pos[todo[~hit]] = draw[~hit]
+        todo = todo[hit]
     if todo.size:
-        k = rng.integers(0, free[todo])
-        for column in np.sort(kept[todo], axis=1).T:  # ascending; padding (n_net) never hits
-            k = k + (column <= k)
-        pos[todo] = k
+        free = ~taken[ids[todo]] & (np.arange(taken.shape[1]) < n_fit[todo, None])
+        n_free = free.sum(axis=1)
+        k = rng.integers(0, np.maximum(n_free, 1))
+        chosen = np.argmax(np.cumsum(free, axis=1) > k[:, None], axis=1)
+        pos[todo] = np.where(n_free > 0, chosen, -1)
     return pos
 
 
@@ -227,7 +244,7 @@ def random_choice(
     max_attempts_per_sample: int = 50,
 ) -> RandomResult | None:
     """Mean test loss of Standley's random feasible choices (module doc); None if no draw out
-    of ``samples * max_attempts_per_sample`` covers every task. Draws: random_draws;
+    of max_draws covers every task. Draws: random_draws;
     tests/test_selection_random.py checks their distribution against the literal walk."""
     rng = np.random.default_rng(seed)
     loss = np.asarray(loss, dtype=float)
@@ -237,19 +254,19 @@ def random_choice(
     need = task_cost_bound(loss, cost)
     if n_net == 0 or need.sum() > limit + 1e-9:
         return None  # no draw can cover every task within the budget
-    max_steps = min(n_net, int(np.floor(limit / cost.min() + 1e-9)) + 1)
-    # Per draw in a batch: its best loss per task and its kept networks (twice).
-    cap = max(256, min(200_000, 8_000_000 // (n_task + 2 * max_steps)))
+    # Per draw in a batch: a byte per network (kept or not) and its best loss per task; about
+    # 32 MB a batch.
+    cap = max(256, min(200_000, 32_000_000 // (n_net + 8 * n_task)))
     sums = np.zeros(n_task)
     accepted = attempts = 0
-    budget_attempts = max_draws(samples, n_net, max_attempts_per_sample)
+    budget_attempts = max_draws(samples, n_task, max_steps(cost, limit), max_attempts_per_sample)
     while accepted < samples and attempts < budget_attempts:
         # Size the batch to the acceptance rate seen so far (rare covers at small budgets).
         rate = accepted / attempts if accepted else 1.0 / max(n_net, 1) if attempts else 1.0
         batch = int(np.clip((samples - accepted) / rate, 256, cap))
         batch = min(batch, budget_attempts - attempts)
         # Draws cut short could not cover every task: rejected like the walk would reject them.
-        draws = random_draws(loss, cost, limit, batch, rng, need)
+        draws = random_draws(loss, cost, limit, batch, rng, need, record=False)
         keep = draws.done & np.isfinite(draws.best).all(axis=1)
         keep_rows = draws.best[keep][: samples - accepted]
         sums += keep_rows.sum(axis=0)

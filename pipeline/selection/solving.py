@@ -215,7 +215,12 @@ def _random(cand: Candidates, settings: Settings) -> list[Outcome]:
             settings.random_seed,
         )
         if result is None:
-            draws = baselines.max_draws(settings.random_samples, len(nets))
+            limit = budget + settings.cost_tolerance
+            draws = baselines.max_draws(
+                settings.random_samples,
+                test.shape[1],
+                baselines.max_steps(cost, limit) if len(nets) else 0,
+            )
             need = float(task_cost_bound(test, cost).sum()) if len(nets) else float("inf")
             note = (
                 f"no set of networks within the budget covers every task (each task needs at "
