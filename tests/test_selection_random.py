@@ -126,3 +126,16 @@ def test_mean_matches_the_literal_walk_and_the_seed_fixes_it():
 def test_no_draw_below_the_cover_bound():
     loss, cost = planted(6, (2, 3), seed=4)
     assert baselines.random_choice(loss, cost, 1.5, 0.01, 100, 0) is None  # 6 tasks need 2
+
+
+def test_draw_cap_is_fixed_by_the_instance_not_the_machine():
+    # The full samples x 50 draws on 12 and 30 tasks with triples at every budget up to n;
+    # fewer, but never fewer than the samples asked, when draws are long over many tasks.
+    for n_task in (12, 30):
+        _, cost = planted(n_task, (3,), seed=0)
+        steps = baselines.max_steps(cost, n_task + 0.01)
+        assert baselines.max_draws(1000, n_task, steps) == 50_000
+    _, cost = planted(100, (2,), seed=0)
+    steps = baselines.max_steps(cost, 100.01)
+    assert 1000 <= baselines.max_draws(1000, 100, steps) < 50_000
+    assert baselines.max_draws(1000, 617, 1235) == 1000
