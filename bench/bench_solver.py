@@ -8,6 +8,16 @@ that both optima agree. Prints a Markdown table with the machine and its load av
 machine may be shared: read the times with it).
 
     nice -n 5 .venv/bin/python bench/bench_solver.py [--cap 120] [--only 50t]
+
+``--whole`` times the whole ``taskgroup solve-external`` instead (every method and baseline,
+the outputs, the imports: one fresh process) on the planted instances written as external
+results: val = planted loss, test = val * U(0.95, 1.05), early = val * U(1.0, 1.2); budgets
+1..5 by halves (the config default) for 12 tasks, spread_budgets for the others. ``--keep DIR``
+keeps the outputs (to compare answers between versions). ``--command select`` runs
+``taskgroup select`` on the same instance written as collected sweep metrics (5 epochs; ESA's
+epoch 1 scores early_loss, the last val/test_loss).
+
+    nice -n 19 .venv/bin/python bench/bench_solver.py --whole --only 12t 30t [--repeat 3]
 """
 
 from __future__ import annotations
@@ -16,7 +26,10 @@ import argparse
 import os
 import platform
 import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import highspy
 
@@ -76,12 +89,159 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} vCPUs"
 
 
+def external_frame(n_task: int, orders: tuple[int, ...], seed: int = 0):
+    """The planted instance as an external results table (module doc)."""
+    import numpy as np
+    import pandas as pd
+
+    loss, cost = planted(n_task, orders, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    tasks = [f"t{t:02d}" for t in range(n_task)]
+    rows = []
+    for n in range(loss.shape[0]):
+        members = np.flatnonzero(~np.isnan(loss[n]))
+        size = "half" if cost[n] == 0.5 else "full"
+        name = "+".join(tasks[t] for t in members) + f"@{size}"
+        for t in members:
+            val = float(loss[n, t])
+            rows.append(
+                (
+                    name,
+                    float(cost[n]),
+                    tasks[t],
+                    size,
+                    val,
+                    val * rng.uniform(0.95, 1.05),
+                    val * rng.uniform(1.0, 1.2),
+                )
+            )
+    return pd.DataFrame(
+        rows, columns=["network", "cost", "task", "size", "val_loss", "test_loss", "early_loss"]
+    )
+
+
+def metrics_table(n_task: int, orders: tuple[int, ...], seed: int = 0, epochs: int = 5):
+    """The same instance as collected sweep metrics (METRICS schema) for ``taskgroup select``:
+    val and test losses per epoch, epoch 1 (ESA's at 0.2 of 5) scoring early_loss and the last
+    epoch val/test_loss, the epochs between interpolated."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from pipeline.schema import METRICS
+
+    frame = external_frame(n_task, orders, seed)
+    rows = []
+    for r in frame.itertuples(index=False):
+        tasks = r.network.split("@")[0].split("+")
+        for epoch in range(1, epochs + 1):
+            w = (epoch - 1) / (epochs - 1)
+            val = r.early_loss + w * (r.val_loss - r.early_loss)
+            for split, value in (("val", val), ("test", val * r.test_loss / r.val_loss)):
+                rows.append(
+                    dict(
+                        dataset="planted",
+                        network=r.network,
+                        tasks=tasks,
+                        n_tasks=len(tasks),
+                        size=r.size,
+                        width=64 if r.size == "full" else 45,
+                        cost=r.cost,
+                        macs=1000,
+                        architecture="mlp",
+                        weighting="equal",
+                        seed=0,
+                        task=r.task,
+                        task_type="regression",
+                        split=split,
+                        epoch=epoch,
+                        metric="loss",
+                        value=float(value),
+                        n_labelled=10,
+                        status="ok",
+                        diverged_epoch=None,
+                        epochs=epochs,
+                        wall_time_s=0.1,
+                        device="cpu",
+                        config_hash=r.network,
+                        versions="{}",
+                    )
+                )
+    return pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), METRICS
+
+
+def whole(keys: list[str], repeat: int, keep: str | None, seed: int, command: str) -> None:
+    """Wall time of ``python -m pipeline solve-external`` (or ``select`` over the same instance
+    as sweep metrics) per instance (module doc)."""
+    print(
+        f"Python {platform.python_version()}, {machine()}; "
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {seed}\n"
+    )
+    print("| instance | networks | budgets | wall (s) per run | load avg (1 min) per run |")
+    print("|---|---:|---|---|---|")
+    root = Path(__file__).resolve().parent.parent
+    for key in keys:
+        n_task, orders = CASES[key]
+        frame = external_frame(n_task, orders, seed)
+        budgets = (
+            [1 + 0.5 * i for i in range(9)] if n_task == 12 else spread_budgets(n_task, max(orders))
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{key}.parquet"
+            if command == "select":
+                from pipeline.schema import write_table
+
+                table, schema = metrics_table(n_task, orders, seed)
+                write_table(table, path, schema)
+            else:
+                frame.to_parquet(path, index=False)
+            walls, loads = [], []
+            for r in range(repeat):
+                out = Path(keep) / key if keep else Path(tmp) / f"out{r}"
+                source = ["select", "--metrics"] if command == "select" else ["solve-external"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    *source,
+                    str(path),
+                    "--configfile",
+                    "",
+                    "--out",
+                    str(out),
+                    "--budgets",
+                    ",".join(f"{b:g}" for b in budgets),
+                ]
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL)
+                walls.append(time.perf_counter() - t0)
+                loads.append(os.getloadavg()[0])
+        label = f"{n_task} tasks + {'triples' if 3 in orders else 'pairs'} ({command})"
+        print(
+            f"| {label} | {frame['network'].nunique():,} | {len(budgets)} "
+            f"({budgets[0]:g}..{budgets[-1]:g}) | {' '.join(f'{w:.2f}' for w in walls)} | "
+            f"{' '.join(f'{x:.2f}' for x in loads)} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cap", type=float, default=120.0, help="plain MILP time cap (s)")
     parser.add_argument("--only", nargs="*", default=list(CASES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole", action="store_true", help="time solve-external end to end")
+    parser.add_argument("--repeat", type=int, default=1, help="--whole: runs per instance")
+    parser.add_argument("--keep", help="--whole: write the outputs under this directory")
+    parser.add_argument(
+        "--command",
+        choices=["solve-external", "select"],
+        default="solve-external",
+        help="--whole: the subcommand (select: the instance as collected sweep metrics)",
+    )
     args = parser.parse_args()
+    if args.whole:
+        whole(args.only, args.repeat, args.keep, args.seed, args.command)
+        return
     print(
         f"HiGHS {highspy._Highs().version()}, Python {platform.python_version()}, {machine()}; "
         f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {args.seed}\n"

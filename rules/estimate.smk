@@ -17,6 +17,8 @@ if STRATEGY == "tag":
             f"{RESULTS}/logs/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.tsv"
+        # First among the ready jobs: the checkpoint waits for it, the singles do not.
+        priority: 10
         threads: 1
         resources:
             mem_mb=4000,

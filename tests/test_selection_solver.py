@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline.selection.scoring import total
 from pipeline.selection.solver import (
     InfeasibleBudget,
+    WorstCover,
     cheapest_cover,
     solve,
     solve_budgets,
@@ -79,6 +80,31 @@ def test_worst_cover_matches_brute_force(instance):
     assert gap == 0.0
     assert value == pytest.approx(max(total(loss, s) for s in maximal), abs=1e-9)
     assert budget - cost.min() < cost[list(chosen)].sum() <= budget + 1e-9
+
+
+@settings(max_examples=100, deadline=None)
+@given(instances(), st.sampled_from([0.0, 0.01]))
+def test_one_worst_cover_model_matches_brute_force_at_every_budget(instance, tolerance):
+    # Built once and re-solved per budget (only the budget row changes), in an order that goes
+    # down as well as up; with Standley's costs the budget row is integral.
+    loss, cost, _ = instance
+    model = WorstCover(loss, cost, tolerance)
+    for budget in [2.0, 0.5, 4.0, 1.0, 3.0, 1.5]:
+        limit = budget + tolerance
+        maximal = [
+            s
+            for s in covering_subsets(loss, cost, limit)
+            if limit - cost[list(s)].sum() < cost.min()
+        ]
+        found = model.solve(budget)
+        assert model.needs_mip(budget) or found is None
+        if not maximal:
+            assert found is None
+            continue
+        chosen, value, gap = found
+        assert gap == 0.0
+        assert value == pytest.approx(max(total(loss, s) for s in maximal), abs=1e-9)
+        assert limit - cost.min() < cost[list(chosen)].sum() <= limit + 1e-9
 
 
 @settings(max_examples=100, deadline=None)

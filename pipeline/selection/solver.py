@@ -499,18 +499,11 @@ def solve_budgets(
     return BudgetSolver(loss, cost, tolerance, time_limit=time_limit).solve_all(budgets)
 
 
-def worst_cover(
-    loss: np.ndarray,
-    cost: np.ndarray,
-    budget: float,
-    tolerance: float = 0.0,
-    time_limit: float | None = None,
-) -> tuple[tuple[int, ...], float, float] | None:
+class WorstCover:
     """The worst *maximal* cover: among covering sets whose unspent budget is below the cheapest
     network's cost (no network could still be added: the support of Standley's random sampler),
-    the one maximising sum_t min_{chosen n containing t} L[n, t]. Returns (chosen, value, gap),
-    or None if no such set exists (or none was found within ``time_limit`` seconds); gap > 0
-    when the time limit stopped HiGHS first (value is then a lower bound on the worst).
+    the one maximising sum_t min_{chosen n containing t} L[n, t]. One model per loss table,
+    re-solved per budget (only the budget row changes).
 
     Maximising a sum of minima needs the minimum pinned down, which big-M rows do only weakly
     (minutes on 300 networks). Instead, per task t, sort its networks by loss l_1 <= ... <= l_k
@@ -519,91 +512,161 @@ def worst_cover(
         v_i - v_{i+1} <= x_{n_i}   (the first deployed network is where v drops)
         x_{n_i} + v_{i+1} <= 1     (after a deployed network, v is 0)
         v_{i+1} <= v_i             (v only drops), v_{k+1} = 0 (some network serves t).
+    With costs in a common unit (Standley's 1 and 0.5) the budget row is scaled to integers
+    and both its bounds rounded inwards, as in BudgetSolver: the same feasible sets, a tighter
+    LP (the exact-cover budget becomes an equality).
     """
-    loss = np.asarray(loss, dtype=float)
-    cost = np.asarray(cost, dtype=float)
-    n_net, n_task = loss.shape
-    rows: list[int] = []
-    cols: list[int] = []
-    vals: list[float] = []
-    row_lo: list[float] = []
-    row_hi: list[float] = []
-    if np.isnan(loss).all(axis=0).any():
-        return None
-    if task_cost_bound(loss, cost).sum() > budget + tolerance + 1e-9:
-        return None  # no cover fits: answered without building the model
-    obj = list(np.zeros(n_net))
-    n_col = n_net
 
-    def row(entries: list[tuple[int, float]], lo: float, hi: float) -> None:
-        r = len(row_lo)
-        for c, v in entries:
-            rows.append(r)
-            cols.append(c)
-            vals.append(v)
-        row_lo.append(lo)
-        row_hi.append(hi)
+    def __init__(self, loss: np.ndarray, cost: np.ndarray, tolerance: float = 0.0) -> None:
+        loss = np.asarray(loss, dtype=float)
+        cost = np.asarray(cost, dtype=float)
+        self.loss, self.cost, self.tolerance = loss, cost, float(tolerance)
+        n_net, n_task = loss.shape
+        self.n_net = n_net
+        self.uncoverable = bool(np.isnan(loss).all(axis=0).any())
+        self.need = float("inf") if self.uncoverable else float(task_cost_bound(loss, cost).sum())
+        self.highs: highspy._Highs | None = None
+        if self.uncoverable or n_net == 0:
+            return
+        self.unit = cost_unit(cost)
+        # Per task, its networks by loss (stable): position i in the task's list.
+        defined = ~np.isnan(loss)
+        task_of, net_of = np.nonzero(defined.T)  # grouped by task, networks ascending
+        key = np.where(defined.T, loss.T, np.inf)[task_of, net_of]
+        order = np.lexsort((net_of, key, task_of))  # by task, then loss, then network
+        task_of, net_of = task_of[order], net_of[order]
+        k = defined.sum(axis=0)
+        start = np.r_[0, np.cumsum(k)[:-1]]
+        pos = np.arange(task_of.size) - start[task_of]  # 0-based i in the task's list
+        lsorted = loss[net_of, task_of]
+        # v columns: one per (task, i >= 1), numbered after the x columns in entry order.
+        has_v = pos >= 1
+        v_col = np.full(task_of.size, -1)
+        v_col[has_v] = n_net + np.arange(has_v.sum())
+        n_col = n_net + int(has_v.sum())
+        obj = np.zeros(n_col)
+        obj[v_col[has_v]] = lsorted[has_v] - lsorted[np.flatnonzero(has_v) - 1]
+        # Entry e (task t, position i) has here = v_i (column v_col[e], or the constant 1 at
+        # i = 0) and after = v_{i+1} (v_col[e + 1] when i + 1 < k_t, else the constant 0).
+        last = pos == k[task_of] - 1
+        after = np.where(last, -1, np.r_[v_col[1:], -1])
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        lo: list[np.ndarray] = []
+        hi: list[np.ndarray] = []
+        n_row = 0
 
-    for t in range(n_task):
-        nets = np.flatnonzero(~np.isnan(loss[:, t]))
-        nets = nets[np.argsort(loss[nets, t], kind="stable")]
-        k = nets.size
-        # v[i] is the column of v_{i+1} in 0-based position i (v[0] = v_1 = 1 is a constant).
-        v = [None] + list(range(n_col, n_col + k - 1))
-        n_col += k - 1
-        obj += [loss[nets[i], t] - loss[nets[i - 1], t] for i in range(1, k)]
-        for i in range(k):
-            here = v[i]
-            after = v[i + 1] if i + 1 < k else None
-            entries = [(int(nets[i]), -1.0)]
-            lo_const = 1.0 if here is None else 0.0  # v_1 = 1 moves to the bound
-            if here is not None:
-                entries.append((here, 1.0))
-            if after is not None:
-                entries.append((after, -1.0))
-            row(entries, -highspy.kHighsInf, -lo_const)
-            if after is not None:
-                row([(int(nets[i]), 1.0), (after, 1.0)], -highspy.kHighsInf, 1.0)
-                if here is not None:
-                    row([(after, 1.0), (here, -1.0)], -highspy.kHighsInf, 0.0)
-    # Budget, and maximality: the unspent budget is below the cheapest network's cost. The
-    # strict inequality gets a margin well above the feasibility tolerances set in _highs().
-    row(
-        [(n, float(cost[n])) for n in range(n_net)],
-        budget + tolerance - cost.min() + 1e-6,
-        budget + tolerance,
-    )
-    h = _highs()
-    h.passModel(
-        _lp(
-            np.array(obj),
-            np.zeros(n_col),
-            np.ones(n_col),
-            np.array(rows),
-            np.array(cols),
-            np.array(vals),
-            np.array(row_lo),
-            np.array(row_hi),
-            n_binary=n_net,
-            maximise=True,
+        def block(entries: list[tuple[np.ndarray, np.ndarray, float]], upper: np.ndarray) -> None:
+            # One row per selected entry; entries: (mask over the rows, column, coefficient).
+            nonlocal n_row
+            m = upper.size
+            r = n_row + np.arange(m)
+            for mask, col, coef in entries:
+                rows.append(r[mask])
+                cols.append(col[mask])
+                vals.append(np.full(int(mask.sum()), coef))
+            lo.append(np.full(m, -highspy.kHighsInf))
+            hi.append(upper)
+            n_row += m
+
+        # v_i - v_{i+1} - x_{n_i} <= 0 (with v_1 = 1 moved to the bound: <= -1).
+        every = np.ones(task_of.size, dtype=bool)
+        block(
+            [(every, net_of, -1.0), (has_v, v_col, 1.0), (~last, after, -1.0)],
+            np.where(has_v, 0.0, -1.0),
         )
-    )
-    if time_limit:
-        h.setOptionValue("time_limit", float(time_limit))
-    h.run()
-    status = h.getModelStatus()
-    if status == highspy.HighsModelStatus.kInfeasible:
-        return None
-    gap = 0.0
-    if status != highspy.HighsModelStatus.kOptimal:
-        if status != highspy.HighsModelStatus.kTimeLimit:
-            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        if h.getInfo().primal_solution_status != 2:
+        # x_{n_i} + v_{i+1} <= 1, where v_{i+1} is a column.
+        sel = np.flatnonzero(~last)
+        ones = np.ones(sel.size, dtype=bool)
+        block([(ones, net_of[sel], 1.0), (ones, after[sel], 1.0)], np.ones(sel.size))
+        # v_{i+1} - v_i <= 0, where both are columns.
+        sel = np.flatnonzero(~last & has_v)
+        ones = np.ones(sel.size, dtype=bool)
+        block([(ones, after[sel], 1.0), (ones, v_col[sel], -1.0)], np.zeros(sel.size))
+        # The budget row (bounds set per budget).
+        self.budget_row = n_row
+        row_cost = np.round(cost * self.unit) if self.unit else cost
+        rows.append(np.full(n_net, n_row))
+        cols.append(np.arange(n_net))
+        vals.append(row_cost)
+        lo.append(np.zeros(1))
+        hi.append(np.array([float(row_cost.sum())]))
+        self.highs = _highs()
+        # Presolve on: 1.5-4x faster at the exact-cover budget of 12 tasks + triples (the only
+        # slow one there), no worse on 30 tasks (bench/RESULTS_solver.md).
+        self.highs.setOptionValue("presolve", "on")
+        self.highs.passModel(
+            _lp(
+                obj,
+                np.zeros(n_col),
+                np.ones(n_col),
+                np.concatenate(rows),
+                np.concatenate(cols),
+                np.concatenate(vals),
+                np.concatenate(lo),
+                np.concatenate(hi),
+                n_binary=n_net,
+                maximise=True,
+            )
+        )
+
+    def _bounds(self, limit: float) -> tuple[float, float]:
+        """The budget row's bounds: spent <= limit, and maximal: spent > limit - cheapest (a
+        margin well above the feasibility tolerances set in _highs(); integers when costs have
+        a unit)."""
+        low = limit - self.cost.min()
+        if self.unit:
+            return float(math.floor(low * self.unit + 1e-9) + 1), float(
+                math.floor(limit * self.unit + 1e-9)
+            )
+        return low + 1e-6, limit
+
+    def needs_mip(self, budget: float) -> bool:
+        """False where solve answers None without a MIP (no cover fits the budget)."""
+        limit = float(budget) + self.tolerance
+        if self.highs is None or self.need > limit + 1e-9:
+            return False
+        low, high = self._bounds(limit)
+        return low <= high
+
+    def solve(
+        self, budget: float, time_limit: float | None = None
+    ) -> tuple[tuple[int, ...], float, float] | None:
+        """(chosen, value, gap) at ``budget`` (+ tolerance), or None if no maximal cover exists
+        (or none was found within ``time_limit`` seconds); gap > 0 when the time limit stopped
+        HiGHS first (value is then a lower bound on the worst)."""
+        if not self.needs_mip(budget):
+            return None  # no cover fits: answered without a MIP
+        h = self.highs
+        low, high = self._bounds(float(budget) + self.tolerance)
+        h.changeRowBounds(self.budget_row, low, high)
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
             return None
-        gap = float(h.getInfo().mip_gap)
-    x = np.asarray(h.getSolution().col_value)[:n_net]
-    chosen = tuple(np.flatnonzero(x > 0.5).tolist())
-    return chosen, total(loss, chosen), gap
+        gap = 0.0
+        if status != highspy.HighsModelStatus.kOptimal:
+            if status != highspy.HighsModelStatus.kTimeLimit:
+                raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
+            if h.getInfo().primal_solution_status != 2:
+                return None
+            gap = float(h.getInfo().mip_gap)
+        x = np.asarray(h.getSolution().col_value)[: self.n_net]
+        chosen = tuple(np.flatnonzero(x > 0.5).tolist())
+        return chosen, total(self.loss, chosen), gap
+
+
+def worst_cover(
+    loss: np.ndarray,
+    cost: np.ndarray,
+    budget: float,
+    tolerance: float = 0.0,
+    time_limit: float | None = None,
+) -> tuple[tuple[int, ...], float, float] | None:
+    """The worst maximal cover at one budget (WorstCover): (chosen, value, gap) or None."""
+    return WorstCover(loss, cost, tolerance).solve(budget, time_limit)
 
 
 def _lp(
