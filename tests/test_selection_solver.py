@@ -137,3 +137,14 @@ def test_cost_tolerance_admits_extra_heads():
 def test_uncovered_task_is_reported():
     with pytest.raises(InfeasibleBudget, match="served by no network"):
         solve(np.array([[0.1, np.nan]]), np.array([1.0]), 5.0)
+
+
+def test_worst_cover_stopped_before_any_cover_is_not_called_infeasible() -> None:
+    from pipeline.selection.instances import planted
+    from pipeline.selection.solver import WorstCover
+
+    loss, cost = planted(30, (2, 3), seed=0)
+    model = WorstCover(loss, cost)
+    assert model.solve(10, time_limit=1e-9) == ((), pytest.approx(float("nan"), nan_ok=True),
+                                                 float("inf"))  # fmt: skip
+    assert model.solve(9) is None  # below the cheapest cover of 30 tasks by triples: none

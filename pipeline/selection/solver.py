@@ -633,9 +633,9 @@ class WorstCover:
     def solve(
         self, budget: float, time_limit: float | None = None
     ) -> tuple[tuple[int, ...], float, float] | None:
-        """(chosen, value, gap) at ``budget`` (+ tolerance), or None if no maximal cover exists
-        (or none was found within ``time_limit`` seconds); gap > 0 when the time limit stopped
-        HiGHS first (value is then a lower bound on the worst)."""
+        """(chosen, value, gap) at ``budget`` (+ tolerance), or None if no maximal cover exists;
+        gap > 0 when the time limit stopped HiGHS first (value is then a lower bound on the
+        worst), and ``((), nan, inf)`` when it stopped before finding any cover."""
         if not self.needs_mip(budget):
             return None  # no cover fits: answered without a MIP
         h = self.highs
@@ -651,7 +651,7 @@ class WorstCover:
             if status != highspy.HighsModelStatus.kTimeLimit:
                 raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
             if h.getInfo().primal_solution_status != 2:
-                return None
+                return (), float("nan"), float("inf")  # stopped before finding any cover
             gap = float(h.getInfo().mip_gap)
         x = np.asarray(h.getSolution().col_value)[: self.n_net]
         chosen = tuple(np.flatnonzero(x > 0.5).tolist())

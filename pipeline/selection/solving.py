@@ -248,8 +248,13 @@ def _worst(cand: Candidates, settings: Settings) -> list[Outcome]:
     for budget in settings.budgets:
         worst = model.solve(budget, time_limit=limit)
         if worst is None:
-            note = f"no cover of every task uses the budget (or none found within {limit:.3g} s)"
+            note = "no maximal cover of every task uses the budget"
             out.append(Outcome("worst", budget, "infeasible", note))
+            continue
+        if not worst[0]:
+            # Not "infeasible": a cover may well exist (the all-in-one network at budget 1).
+            note = f"no cover found within {limit:.3g} s (HiGHS stopped at its time limit)"
+            out.append(Outcome("worst", budget, "time_limit", note))
             continue
         chosen = tuple(int(nets[i]) for i in worst[0])
         note = (
