@@ -159,7 +159,8 @@ def report(rows: list[dict], args, load, wall: float) -> str:
     import torch
 
     lines = [
-        f"Machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"Machine: {platform.node()}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()}, "
         f"torch {torch.__version__} on CPU with 1 thread, nice 19; load average at start "
         f"{load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}; wall {wall:.0f} s (cached networks are "
         f"not retrained). Epochs {args.epochs}, seeds {args.seeds}.",
@@ -171,23 +172,31 @@ def report(rows: list[dict], args, load, wall: float) -> str:
     ]
     for scenario in dict.fromkeys(r["scenario"] for r in rows):
         sub = [r for r in rows if r["scenario"] == scenario]
-        lines += ["", f"### {scenario} (n = {sub[0]['n']}, {sub[0]['clusters']} planted clusters)",
-                  "", "| k | m rule | m asked | m used | networks | task-slots | seconds | "
-                  "ARI mean | ARI per seed |", "|---:|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+        title = f"### {scenario} (n = {sub[0]['n']}, {sub[0]['clusters']} planted clusters)"
+        header = "| k | m rule | m asked | m used | networks | task-slots | seconds | ARI mean | "
+        lines += [
+            "",
+            title,
+            "",
+            header + "ARI per seed |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
         keys = list(dict.fromkeys((r["k"], r["factor"]) for r in sub))
         for k, factor in keys:
             point = [r for r in sub if r["k"] == k and r["factor"] == factor]
             used = sorted({r["m"] for r in point})
             asked = sorted({r["wanted"] for r in point})
             label = {0.5: "half", 1.0: "**default**", 2.0: "twice"}.get(factor, f"{factor:g}x")
+            raised = " (raised)" if any(r["raised"] for r in point) else ""
             lines.append(
                 f"| {k} | {label} | {'/'.join(map(str, asked))} | "
-                f"{'/'.join(map(str, used))}{' (raised)' if any(r['raised'] for r in point) else ''} | "
+                f"{'/'.join(map(str, used))}{raised} | "
                 f"{statistics.mean(r['networks'] for r in point):.0f} | "
                 f"{statistics.mean(r['slots'] for r in point):.0f} | "
                 f"{statistics.mean(r['seconds'] for r in point):.0f} | "
                 f"{statistics.mean(r['ari'] for r in point):.2f} | "
-                + " / ".join(f"{r['ari']:.2f}" for r in point) + " |"
+                + " / ".join(f"{r['ari']:.2f}" for r in point)
+                + " |"
             )
     return "\n".join(lines)
 
