@@ -587,12 +587,15 @@ def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
             if diverged:
                 result[(split, j)] = (float("nan"), float("nan"))
                 continue
-            loss = float(masked_loss(out, target[:, j], kind))
-            metric = task_metric(
-                out.double().cpu().numpy(), target[:, j].cpu().numpy(), kind, inputs.scale[j]
-            )
-            result[(split, j)] = (loss, metric)
+            result[(split, j)] = _vector_score(out, target[:, j], kind, inputs.scale[j])
     return result
+
+
+def _vector_score(out: torch.Tensor, target: torch.Tensor, kind: str, scale: float) -> tuple:
+    """(loss, metric) of one vector task's outputs over a split's rows."""
+    loss = float(masked_loss(out, target, kind))
+    metric = task_metric(out.double().cpu().numpy(), target.cpu().numpy(), kind, scale)
+    return loss, metric
 
 
 @torch.no_grad()
@@ -629,11 +632,7 @@ def _evaluate_chunked(
                 result[(split, j)] = scores[j].result()
             else:
                 out = torch.cat(vector[j])
-                loss = float(masked_loss(out, target[:, j], kind))
-                metric = task_metric(
-                    out.double().cpu().numpy(), target[:, j].cpu().numpy(), kind, inputs.scale[j]
-                )
-                result[(split, j)] = (loss, metric)
+                result[(split, j)] = _vector_score(out, target[:, j], kind, inputs.scale[j])
     return result
 
 

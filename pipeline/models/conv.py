@@ -26,27 +26,22 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from .layers import _uniform_
+from .layers import Conv2d, flop_macs
 
 # Full-size widths: 56 M multiply-adds per 64x64 RGB image. Halving the cost (the "half" size of
 # pipeline.models.widths_for_size) gives (11, 22, 22), 0.48 of it.
 DEFAULT_WIDTHS = (16, 32, 32)
 
 
-class Conv(nn.Conv2d):
+def Conv(  # noqa: N802 - a layer constructor, named like one
+    in_channels: int, out_channels: int, generator: torch.Generator, stride: int = 1
+) -> Conv2d:
     """3x3 convolution (padding 1) initialised from an explicit generator, like ``Dense``:
     He/Kaiming-uniform weights for ReLU (bound sqrt(6 / fan_in); no normalisation layer keeps
     the activations' scale, so the init must) and ``nn.Conv2d``'s default bias scale."""
-
-    def __init__(
-        self, in_channels: int, out_channels: int, generator: torch.Generator, stride: int = 1
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size=3, stride=stride, padding=1)
-        fan_in = in_channels * 9
-        _uniform_(self.weight, math.sqrt(6.0 / fan_in), generator)
-        _uniform_(self.bias, 1.0 / math.sqrt(fan_in), generator)
+    bound = math.sqrt(6.0 / (in_channels * 9))
+    return Conv2d(in_channels, out_channels, 3, generator, stride=stride, weight_bound=bound)
 
 
 class EncoderBlock(nn.Module):
@@ -134,9 +129,5 @@ class ConvTrunk(nn.Module):
     def macs(self) -> int:
         """Inference multiply-adds for one image of ``input_size`` (FLOPs / 2, counted)."""
         if self._macs is None:
-            dummy = torch.zeros(1, self.in_channels, *self.input_size)
-            counter = FlopCounterMode(display=False)
-            with torch.no_grad(), counter:
-                self(dummy)
-            self._macs = counter.get_total_flops() // 2
+            self._macs = flop_macs(self, (self.in_channels, *self.input_size))
         return self._macs

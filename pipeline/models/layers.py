@@ -140,12 +140,20 @@ def flop_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` ('same' padding) initialised from an explicit generator, with PyTorch's
-    default scale (uniform in +-1/sqrt(fan_in))."""
+    default scale (uniform in +-1/sqrt(fan_in)), or ``weight_bound`` for the weights."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, generator: torch.Generator
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        generator: torch.Generator,
+        stride: int = 1,
+        weight_bound: float | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2
+        )
         bound = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
-        _uniform_(self.weight, bound, generator)
+        _uniform_(self.weight, bound if weight_bound is None else weight_bound, generator)
         _uniform_(self.bias, bound, generator)
