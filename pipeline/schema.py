@@ -75,6 +75,12 @@ NETWORKS = pa.schema(
 
 SPLITS = ("train", "val", "test")
 
+# One row per dataset row: which split it belongs to (the workflow's split.parquet).
+SPLIT = pa.schema(
+    [pa.field("row", pa.int64(), nullable=False), pa.field("split", pa.string(), nullable=False)],
+    metadata={"taskgroup.table": "split"},
+)
+
 # The budgeted grouping solve's answer (pipeline/selection): one row per method x budget x task.
 GROUPINGS = pa.schema(
     [

@@ -9,12 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .datasets import Dataset, DatasetError
-from .schema import SPLITS, write_table
-
-SPLIT = pa.schema(
-    [pa.field("row", pa.int64(), nullable=False), pa.field("split", pa.string(), nullable=False)],
-    metadata={"taskgroup.table": "split"},
-)
+from .schema import SPLIT, SPLITS, write_table
 
 # Below this many rows per split a loss or ROC-AUC is mostly noise.
 MIN_ROWS_PER_SPLIT = 10
