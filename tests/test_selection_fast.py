@@ -52,8 +52,10 @@ def test_fast_equals_plain_on_planted_instances(n_task, orders, seed):
         {"reduce": True, "warm_start": False, "integral_budget": False},
         {"reduce": False, "warm_start": True, "integral_budget": False},
         {"reduce": False, "warm_start": False, "integral_budget": True},
+        {"reduce": False, "warm_start": False, "integral_budget": False, "subsets": True},
+        {"reduce": True, "warm_start": True, "integral_budget": True, "subsets": False},
     ],
-    ids=["dominance", "warm_start", "integral_budget"],
+    ids=["dominance", "warm_start", "integral_budget", "subsets", "all_but_subsets"],
 )
 def test_each_lever_alone_keeps_the_optimum(levers):
     loss, cost = planted(12, (2, 3), seed=2)

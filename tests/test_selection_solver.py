@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.selection.scoring import total
 from pipeline.selection.solver import (
+    BudgetSolver,
     InfeasibleBudget,
     WorstCover,
     cheapest_cover,
@@ -63,6 +64,28 @@ def test_solve_matches_brute_force(instance, tolerance):
     # Every deployed network serves some task; each task's server is deployed and has it.
     assert set(solution.assignment) == set(chosen)
     assert all(not np.isnan(loss[n, t]) for t, n in enumerate(solution.assignment))
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances(), st.integers(0, 3), st.booleans())
+def test_subset_and_facility_blocks_together_match_brute_force(instance, subset_max, warm):
+    """Networks above subset_max tasks enter as facility-location blocks, the rest as served
+    subsets; any mix, with or without a warm start from a smaller budget, is exact."""
+    loss, cost, budget = instance
+    best = min((total(loss, s) for s in covering_subsets(loss, cost, budget)), default=None)
+    if best is None:
+        with pytest.raises(InfeasibleBudget):
+            BudgetSolver(loss, cost, subset_max=subset_max).solve(budget)
+        return
+    solver = BudgetSolver(loss, cost, subset_max=subset_max, warm_start=warm)
+    if warm:
+        try:
+            solver.solve(budget - 0.5)
+        except InfeasibleBudget:
+            pass
+    solution = solver.solve(budget)
+    assert solution.objective == pytest.approx(best, abs=1e-9)
+    assert cost[list(solution.chosen)].sum() <= budget + 1e-9
 
 
 @settings(max_examples=150, deadline=None)

@@ -20,6 +20,8 @@ Both MIP gaps are set to 0 so the answer is optimal, not merely within HiGHS' de
 :class:`BudgetSolver` adds what keeps this exact at scale (bench/RESULTS_solver.md measures each
 lever against :class:`PlainSolver`, the formulation above and nothing else):
 
+* served subsets (_SubsetModel): networks with few tasks enter as one column per subset of
+  their tasks they could serve, so the LP has one row per task, not one per (task, network);
 * dominance: network A is dropped when some B costs no more, has every task of A and a loss no
   worse on each of them (swap A for B in any solution: no dearer, no worse), ties kept once;
 * the cheapest cover is solved once (a set-cover MIP); budgets below it are answered from it
@@ -347,11 +349,14 @@ class _Model:
             and has_solution
         ):
             raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        x = np.asarray(h.getSolution().col_value)[: self.n_net]
+        x = self._networks(np.asarray(h.getSolution().col_value))
         objective = float(info.objective_function_value)
         if status == highspy.HighsModelStatus.kOptimal:
             return x, objective, objective, 0.0
         return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
+
+    def _networks(self, col_value: np.ndarray) -> np.ndarray:
+        return col_value[: self.n_net]
 
     def _full(self, x: np.ndarray) -> np.ndarray:
         """x plus its best assignment as a full column vector for setSolution."""
@@ -363,6 +368,154 @@ class _Model:
         first = np.r_[True, self.y_task[order][1:] != self.y_task[order][:-1]]
         y[order[first]] = 1.0
         return np.concatenate([x, y])
+
+
+# Networks with at most this many tasks enter the MIP as one column per subset of their tasks
+# (2^k - 1 of them); larger ones as facility-location blocks (_SubsetModel). Measured on the
+# planted instances: 4 keeps the 12-task demo's all-in-one network out (4,095 subsets) and every
+# pair and triple in.
+SUBSET_MAX_TASKS = 4
+
+
+class _SubsetModel:
+    """The same optimum as _Model, over far fewer rows: a set partitioning with a budget row.
+
+    A choice of networks with its best assignment is a partition of the tasks into served sets,
+    one per deployed network. So each network n with few tasks enters as one binary column per
+    non-empty subset S of its tasks it could serve, worth sum_{t in S} L[n, t] at cost c_n, and
+    every task row says it is served exactly once. Of the columns with one served set and one
+    cost only the least loss is kept: which network serves S is then read off the column (the
+    best of them), and any solution of the original problem maps to one here at no more loss or
+    cost (and back: deploy each column's network). Networks with more tasks keep _Model's
+    x/y block, their y entering the same task rows.
+
+    The LP bound is the facility-location one (a fractional y is a mix of served subsets), but
+    the LP has one row per task instead of one per (task, network): 51 rows against 59,055 on
+    50 tasks + triples, where the tight budget went from minutes to 2 s
+    (bench/RESULTS_solver.md).
+    """
+
+    def __init__(
+        self,
+        loss: np.ndarray,
+        cost: np.ndarray,
+        unit: int | None,
+        verbose: bool,
+        presolve: bool = False,
+        subset_max: int = SUBSET_MAX_TASKS,
+    ) -> None:
+        n_net, n_task = loss.shape
+        self.n_net, self.n_task, self.unit = n_net, n_task, unit
+        defined = ~np.isnan(loss)
+        size = defined.sum(axis=1)
+        self.small = size <= subset_max
+        width = max(1, min(subset_max, int(size.max(initial=1))))
+        keys, values, owners = [], [], []
+        for k in np.unique(size[self.small]):
+            nets = np.flatnonzero(size == k)
+            tasks = np.nonzero(defined[nets])[1].reshape(nets.size, k)
+            task_loss = loss[nets[:, None], tasks]
+            for r in range(1, k + 1):
+                for pick in itertools.combinations(range(k), r):
+                    served = np.full((nets.size, width), -1)
+                    served[:, :r] = tasks[:, list(pick)]
+                    keys.append(np.column_stack([served, np.round(cost[nets] * 1e9)]))
+                    values.append(task_loss[:, list(pick)].sum(axis=1))
+                    owners.append(nets)
+        if keys:
+            key, value, owner = np.concatenate(keys), np.concatenate(values), np.concatenate(owners)
+            # Per (served set, cost) the least loss, the lowest network on ties.
+            order = np.lexsort((owner, value, *key.T[::-1]))
+            key, value, owner = key[order], value[order], owner[order]
+            first = np.r_[True, np.any(key[1:] != key[:-1], axis=1)]
+            key, value, owner = key[first], value[first], owner[first]
+        else:
+            key, value, owner = np.zeros((0, width + 1)), np.zeros(0), np.zeros(0, dtype=int)
+        served = key[:, :width].astype(int)
+        self.col_net = owner
+        self.col_index = {tuple(row): c for c, row in enumerate(key.tolist())}
+        self.width = width
+        n_sub = owner.size
+        # The large networks: x columns, then y columns, then their link rows.
+        self.big = np.flatnonzero(~self.small)
+        y_big, y_task = np.nonzero(defined[self.big])
+        self.y_net, self.y_task = self.big[y_big], y_task
+        n_x, n_y = self.big.size, y_task.size
+        x_cols = n_sub + np.arange(n_x)
+        y_cols = n_sub + n_x + np.arange(n_y)
+        link_rows = n_task + np.arange(n_y)
+        self.budget_row = n_task + n_y
+        row_cost = np.round(cost * unit) if unit else cost
+        sub_rows = served[served >= 0]
+        sub_cols = np.repeat(np.arange(n_sub), (served >= 0).sum(axis=1))
+        rows = np.concatenate(
+            [
+                sub_rows,
+                y_task,
+                link_rows,
+                link_rows,
+                np.full(n_sub + n_x, self.budget_row),
+            ]
+        )
+        cols = np.concatenate([sub_cols, y_cols, y_cols, x_cols[y_big], np.arange(n_sub + n_x)])
+        vals = np.concatenate(
+            [np.ones(sub_rows.size + 2 * n_y), -np.ones(n_y), row_cost[owner], row_cost[self.big]]
+        )
+        self.n_sub, self.n_x = n_sub, n_x
+        self.obj_y = loss[self.y_net, self.y_task]
+        n_col = n_sub + n_x + n_y
+        self.highs = _highs(verbose)
+        if presolve:
+            self.highs.setOptionValue("presolve", "on")
+        self.highs.passModel(
+            _lp(
+                obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
+                col_lo=np.zeros(n_col),
+                col_hi=np.ones(n_col),
+                rows=rows,
+                cols=cols,
+                vals=vals,
+                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
+                row_hi=np.concatenate(
+                    [
+                        np.ones(n_task),
+                        np.zeros(n_y),
+                        [row_cost[owner].sum() + row_cost[self.big].sum()],
+                    ]
+                ),
+                n_binary=n_sub + n_x,
+            )
+        )
+        self.loss, self.cost = loss, cost
+
+    run = _Model.run
+
+    def _networks(self, col_value: np.ndarray) -> np.ndarray:
+        """0/1 per network from a column vector: a subset column deploys its network."""
+        x = np.zeros(self.n_net)
+        x[self.col_net[col_value[: self.n_sub] > 0.5]] = 1.0
+        x[self.big] = col_value[self.n_sub : self.n_sub + self.n_x]
+        return x
+
+    def _full(self, x: np.ndarray) -> np.ndarray:
+        """A deployment x as a full column vector: each deployed network's served set as its
+        column (of that set and cost, the best), the large ones as x and y."""
+        deployed = np.flatnonzero(x > 0.5)
+        serving = _assignment(self.loss, deployed)
+        col = np.zeros(self.n_sub + self.n_x + self.y_net.size)
+        for n in np.unique(serving):
+            if not self.small[n]:
+                continue
+            tasks = np.flatnonzero(serving == n)
+            key = np.full(self.width + 1, -1.0)
+            key[: tasks.size] = tasks
+            key[-1] = np.round(self.cost[n] * 1e9)
+            col[self.col_index[tuple(key.tolist())]] = 1.0
+        is_big = np.isin(deployed, self.big)
+        col[self.n_sub + np.searchsorted(self.big, deployed[is_big])] = 1.0
+        on = np.isin(self.y_net, deployed) & (serving[self.y_task] == self.y_net)
+        col[self.n_sub + self.n_x + np.flatnonzero(on)] = 1.0
+        return col
 
 
 class BudgetSolver:
@@ -380,6 +533,8 @@ class BudgetSolver:
         warm_start: bool = True,
         integral_budget: bool = True,
         cover_bound: bool = True,
+        subsets: bool = True,
+        subset_max: int = SUBSET_MAX_TASKS,
         time_limit: float | None = None,
         verbose: bool = False,
     ) -> None:
@@ -397,9 +552,15 @@ class BudgetSolver:
                 cover.lower, cover.upper, tuple(int(self.kept[i]) for i in cover.chosen)
             )
         unit = cost_unit(sub_cost) if integral_budget else None
-        # Presolve: off pays on the 12-task sweep (see _highs), on is 3x faster at the tight
-        # budgets of 30+ tasks with triples (bench/RESULTS_solver.md).
-        self.model = _Model(sub_loss, sub_cost, unit, verbose, presolve=self.kept.size > 1000)
+        # Presolve: off pays on the 12-task sweep (see _highs); on, the facility-location model
+        # is 3x faster at the tight budgets of 30+ tasks with triples, the subset model 3x
+        # slower at 50 tasks (bench/RESULTS_solver.md).
+        if subsets:
+            self.model: _Model | _SubsetModel = _SubsetModel(
+                sub_loss, sub_cost, unit, verbose, subset_max=subset_max
+            )
+        else:
+            self.model = _Model(sub_loss, sub_cost, unit, verbose, presolve=self.kept.size > 1000)
         self._best: list[Solution] = []  # solved so far, for warm starts
 
     def _start(self, limit: float) -> np.ndarray | None:
@@ -478,6 +639,7 @@ class PlainSolver(BudgetSolver):
             warm_start=False,
             integral_budget=False,
             cover_bound=False,
+            subsets=False,
             **kw,
         )
 
