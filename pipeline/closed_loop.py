@@ -306,7 +306,7 @@ def hoa_candidates(metrics_files: Sequence[str], tasks: Sequence[str], selection
     (cand,) = build(frames, settings.epoch, settings.cost)
     if settings.objective == "normalised":
         cand = cand.normalised()
-    hoa = higher_order_approximation(cand, settings.hoa_max_order)
+    hoa = higher_order_approximation(cand, settings.hoa_max_order, settings.hoa_max_networks)
     nets = np.flatnonzero(hoa.usable(hoa.val))
     solutions = solve_budgets(
         hoa.val[nets], hoa.cost[nets], settings.budgets, settings.cost_tolerance

@@ -13,9 +13,9 @@ import pytest
 from pipeline.schema import METRICS, check_file, write_table
 from pipeline.selection import GROUPINGS, run_selection
 from pipeline.selection.candidates import Candidates, build, query_metrics
-from pipeline.selection.hoa import higher_order_approximation
+from pipeline.selection.hoa import TooManyEstimates, higher_order_approximation
 from pipeline.selection.scoring import score
-from pipeline.selection.solving import Outcome
+from pipeline.selection.solving import Outcome, Settings, solve_candidates
 
 TASKS = ["a", "b", "c"]
 EPOCHS = 5
@@ -176,6 +176,14 @@ def test_hoa_adds_untrained_task_sets():
     assert hoa.test_seeds[6, 0, 0] == pytest.approx(hoa.test[6, 0])
     # With max_order 2 nothing is added.
     assert len(higher_order_approximation(cand, max_order=2).networks) == 6
+    # Past its limit HOA is skipped with the key to raise, in the summary's words.
+    assert len(higher_order_approximation(cand, 3, max_networks=1).networks) == 7
+    with pytest.raises(TooManyEstimates, match="selection.hoa_max_networks"):
+        higher_order_approximation(cand, 3, max_networks=0)
+    skipped = solve_candidates(cand, Settings(budgets=(3.0,), hoa_max_networks=0))
+    (hoa_outcome,) = [o for o in skipped if o.method == "hoa"]
+    assert hoa_outcome.status == "unavailable" and "HOA skipped" in hoa_outcome.note
+    assert any(o.method == "optimal" and o.status == "ok" for o in skipped)
 
     # Choosing the estimated triple: its per-task test losses stay (flagged), but no total
     # mixes them with measured ones; a choice of trained networks keeps its total.
@@ -250,3 +258,14 @@ def test_cost_model_decides_whether_the_all_task_network_fits_budget_1(
     assert status == (["ok"] if fits else ["infeasible"])
     unit = "Standley's units" if cost == "units" else "each architecture's own"
     assert unit in (tmp_path / "summary.md").read_text()
+
+
+def test_summary_says_a_reason_shared_by_budgets_once():
+    from pipeline.selection.outputs import _grouped_notes
+
+    outcomes = [Outcome("hoa", b, "unavailable", "HOA skipped") for b in (3.0, 1.0, 2.5)]
+    outcomes.append(Outcome("random", 1.0, "infeasible", "no draw covered every task"))
+    assert _grouped_notes(outcomes) == [
+        "- hoa at 1, 2.5, 3: HOA skipped",
+        "- random at 1: no draw covered every task",
+    ]

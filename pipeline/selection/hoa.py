@@ -18,6 +18,10 @@ from ..sweep import join_tasks
 from .candidates import Candidates
 
 
+class TooManyEstimates(ValueError):
+    """HOA would add more estimated networks than its limit."""
+
+
 def _pair_tables(cand: Candidates, size: str | None) -> tuple[np.ndarray, ...] | None:
     """T x T matrices P[t, u] = loss on task t of the trained pair {t, u} at ``size`` (val,
     test) and T x T x S per-seed test; None if no pair was trained at this size."""
@@ -61,9 +65,13 @@ def _cost_model(cand: Candidates, size: str | None) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
-def higher_order_approximation(cand: Candidates, max_order: int = 3) -> Candidates:
+def higher_order_approximation(
+    cand: Candidates, max_order: int = 3, max_networks: int | None = None
+) -> Candidates:
     """``cand`` with the HOA estimate as the selection table for every network of 3+ tasks, plus
-    estimated networks for the untrained task sets of 3..max_order tasks (see module doc)."""
+    estimated networks for the untrained task sets of 3..max_order tasks (see module doc).
+    TooManyEstimates once more than ``max_networks`` would be added, before their tables are
+    built (each is a row per task: 200 tasks + pairs would add 1.3 M triples, 8 GB)."""
     val = cand.val.copy()
     sizes = sorted({s for s in cand.size if s is not None}) or [None]
     tables = {size: _pair_tables(cand, size) for size in sizes}
@@ -84,29 +92,39 @@ def higher_order_approximation(cand: Candidates, max_order: int = 3) -> Candidat
             continue
         intercept, slope = _cost_model(cand, size)
         have_pair = np.isfinite(pair[0]) & np.isfinite(pair[1])
+        subsets = []
         for order in range(3, max_order + 1):
             for subset in combinations(range(n_tasks), order):
                 if (frozenset(subset), size) in existing:
                     continue
                 if not all(have_pair[a, b] for a, b in combinations(subset, 2)):
                     continue
-                members = np.array(subset)
-                row = np.zeros(n_tasks, dtype=bool)
-                row[members] = True
-                v = np.full(n_tasks, np.nan)
-                t = np.full(n_tasks, np.nan)
-                s = np.full((n_tasks, len(cand.seeds)), np.nan)
-                v[members] = _estimate(pair[0], members)
-                t[members] = _estimate(pair[1], members)
-                s[members] = _estimate(pair[2], members)
-                name = join_tasks(cand.tasks[i] for i in subset)
-                added["names"].append(f"{name}@{size}" if size is not None else name)
-                added["size"].append(size)
-                added["cost"].append(intercept + slope * order)
-                added["members"].append(row)
-                added["val"].append(v)
-                added["test"].append(t)
-                added["seeds"].append(s)
+                if max_networks is not None and len(subsets) + len(added["names"]) >= max_networks:
+                    raise TooManyEstimates(
+                        f"HOA skipped: it would add more than {max_networks:,} estimated task "
+                        f"sets of up to {max_order} tasks from the pairs of {n_tasks} tasks "
+                        "(selection.hoa_max_networks)"
+                    )
+                subsets.append(subset)
+        for subset in subsets:
+            order = len(subset)
+            members = np.array(subset)
+            row = np.zeros(n_tasks, dtype=bool)
+            row[members] = True
+            v = np.full(n_tasks, np.nan)
+            t = np.full(n_tasks, np.nan)
+            s = np.full((n_tasks, len(cand.seeds)), np.nan)
+            v[members] = _estimate(pair[0], members)
+            t[members] = _estimate(pair[1], members)
+            s[members] = _estimate(pair[2], members)
+            name = join_tasks(cand.tasks[i] for i in subset)
+            added["names"].append(f"{name}@{size}" if size is not None else name)
+            added["size"].append(size)
+            added["cost"].append(intercept + slope * order)
+            added["members"].append(row)
+            added["val"].append(v)
+            added["test"].append(t)
+            added["seeds"].append(s)
     if not added["names"]:
         return replace(cand, val=val)
     k = len(added["names"])

@@ -183,6 +183,18 @@ MAX_SETS_LISTED = 16
 MAX_TASKS_LISTED = 30
 
 
+def _grouped_notes(outcomes: list) -> list[str]:
+    """One line per method and note, naming the budgets it holds at ("hoa at 1, 2, 3: ..."),
+    so a reason shared by every budget is said once."""
+    budgets: dict[tuple[str, str], list[float]] = {}
+    for o in outcomes:
+        budgets.setdefault((o.method, o.note), []).append(o.budget)
+    return [
+        f"- {method} at {', '.join(f'{b:g}' for b in sorted(bs))}: {note}"
+        for (method, note), bs in budgets.items()
+    ]
+
+
 def _listed(items: list[str], limit: int, what: str, sep: str = ", ") -> str:
     shown = sep.join(items[:limit])
     return shown + (f"{sep}… +{len(items) - limit} more {what}" if len(items) > limit else "")
@@ -256,11 +268,7 @@ def _method_section(
         ],
     )
     ordered = sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
-    notes = [
-        f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
-        for s in ordered
-        if s.outcome.status != "ok"
-    ]
+    notes = _grouped_notes([s.outcome for s in ordered if s.outcome.status != "ok"])
     unproven = [
         f"- {s.outcome.method} at {s.outcome.budget:g}: {s.outcome.note}"
         for s in ordered

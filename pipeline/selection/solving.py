@@ -10,7 +10,7 @@ import numpy as np
 
 from . import baselines
 from .candidates import Candidates
-from .hoa import higher_order_approximation
+from .hoa import TooManyEstimates, higher_order_approximation
 from .solver import BudgetSolver, WorstCover, task_cost_bound
 
 METHODS = ("optimal", "esa", "hoa")
@@ -38,6 +38,8 @@ class Settings:
     cost_tolerance: float = 0.01
     # HOA adds estimated networks for untrained task sets of 3..hoa_max_order tasks.
     hoa_max_order: int = 3
+    # ... and is skipped, with the reason, where it would add more than this many.
+    hoa_max_networks: int = 100_000
     # Seconds per MIP (one method at one budget); None: until proven optimal. When it stops
     # HiGHS first, the incumbent is reported with its proven gap.
     time_limit_s: float | None = None
@@ -139,7 +141,10 @@ def _esa(cand: Candidates, settings: Settings) -> list[Outcome]:
 
 
 def _hoa(cand: Candidates, settings: Settings) -> list[Outcome]:
-    hoa = higher_order_approximation(cand, settings.hoa_max_order)
+    try:
+        hoa = higher_order_approximation(cand, settings.hoa_max_order, settings.hoa_max_networks)
+    except TooManyEstimates as err:
+        return [Outcome("hoa", b, "unavailable", str(err)) for b in settings.budgets]
     return _solve(hoa, hoa.val, "hoa", settings, "HOA")
 
 
