@@ -164,9 +164,9 @@ def test_pack_out_of_memory_is_split_and_retried(monkeypatch) -> None:
 
 def test_pack_setting_is_not_part_of_any_spec() -> None:
     base = {"dataset": {"name": "synthetic", "rows": 300}}
-    auto = resolve_config({**base, "training": {"pack": "auto"}})
-    off = resolve_config(base)
-    assert off["training"]["pack"] == "off"  # experimental: off by default
+    auto = resolve_config(base)
+    off = resolve_config({**base, "training": {"pack": "off"}})
+    assert auto["training"]["pack"] == "auto"  # the default
     assert network_spec(auto, ("c0t0",), "full", 0) == network_spec(off, ("c0t0",), "full", 0)
     assert pack_size("auto") > 1 and pack_size("off") == 1 and pack_size(False) == 1
     assert pack_size(5) == 5

@@ -1,5 +1,5 @@
-"""The workflow with packed training (training.pack: auto) against one network per job (off,
-the default): every network keeps its own job and files, the metrics are equal, and switching the
+"""The workflow with packed training (training.pack: auto, the default) against one network per
+job (off): every network keeps its own job and files, the metrics are equal, and switching the
 setting retrains nothing."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def test_packed_sweep_equals_unpacked_and_switching_retrains_nothing(tmp_path: P
     packed, alone = tmp_path / "auto", tmp_path / "off"
     packed.mkdir()
     alone.mkdir()
-    write_config(packed, {"training": {"pack": "auto"}})
-    write_config(alone)
+    write_config(packed)  # auto is the default
+    write_config(alone, {"training": {"pack": "off"}})
     snakemake(packed)
     snakemake(alone)
 
