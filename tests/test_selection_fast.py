@@ -5,6 +5,7 @@ with an honest gap; HiGHS stays quiet; the cost models add up."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 
@@ -92,6 +93,25 @@ def test_warm_start_is_used_and_budget_order_does_not_matter():
     # The earlier optimum fits a larger budget: it is the start handed to HiGHS.
     start = solver._start(budgets[5])
     assert start is not None and start.sum() >= 1
+
+
+def test_warm_start_is_a_feasible_mip_start_for_both_blocks(capfd):
+    # Triples and pairs as served-subset columns, a 12-task network as a facility block.
+    loss, cost = planted(12, (2, 3), seed=4)
+    everything = np.nanmin(loss, axis=0) * 1.03
+    loss, cost = np.vstack([loss, everything]), np.r_[cost, 1.0]
+    solver = BudgetSolver(loss, cost, verbose=True)
+    first = solver.solve(4.0)
+    capfd.readouterr()
+    second = solver.solve(6.0)
+    out = capfd.readouterr().out
+    # HiGHS repairs an infeasible start into some other solution: the start's objective must
+    # be the previous optimum's, column for column.
+    start = re.search(r"MIP start solution is feasible: objective value is ([0-9.e+-]+)", out)
+    assert start is not None, out[-2000:]
+    assert float(start.group(1)) == pytest.approx(first.objective, rel=1e-9)
+    assert second.objective <= first.objective + 1e-12
+    assert second.objective == pytest.approx(PlainSolver(loss, cost).solve(6.0).objective)
 
 
 def test_infeasible_budgets_come_from_the_cover_bound_without_a_mip():

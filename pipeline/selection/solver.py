@@ -433,8 +433,15 @@ class _SubsetModel:
             key, value, owner = np.zeros((0, width + 1)), np.zeros(0), np.zeros(0, dtype=int)
         served = key[:, :width].astype(int)
         self.col_net = owner
-        self.col_index = {tuple(row): c for c, row in enumerate(key.tolist())}
-        self.width = width
+        # Each column's (served set, cost) as one integer, sorted, to find a warm start's
+        # columns by binary search (a dict of tuples would hold ~200 B per column).
+        self.width, self.base = width, n_task + 1
+        self.costs, cost_rank = np.unique(key[:, width], return_inverse=True)
+        if float(self.base) ** width * max(1, self.costs.size) >= 2.0**62:
+            raise ValueError(f"too many tasks ({n_task}) to index served subsets of {width}")
+        codes = self._code(served, cost_rank)
+        self.code_order = np.argsort(codes, kind="stable")
+        self.sorted_codes = codes[self.code_order]
         n_sub = owner.size
         # The large networks: x columns, then y columns, then their link rows.
         self.big = np.flatnonzero(~self.small)
@@ -490,6 +497,10 @@ class _SubsetModel:
 
     run = _Model.run
 
+    def _code(self, served: np.ndarray, cost_rank: np.ndarray) -> np.ndarray:
+        powers = self.base ** np.arange(self.width, dtype=np.int64)
+        return ((served.astype(np.int64) + 1) @ powers) * max(1, self.costs.size) + cost_rank
+
     def _networks(self, col_value: np.ndarray) -> np.ndarray:
         """0/1 per network from a column vector: a subset column deploys its network."""
         x = np.zeros(self.n_net)
@@ -506,11 +517,15 @@ class _SubsetModel:
         for n in np.unique(serving):
             if not self.small[n]:
                 continue
+            served = np.full((1, self.width), -1)
             tasks = np.flatnonzero(serving == n)
-            key = np.full(self.width + 1, -1.0)
-            key[: tasks.size] = tasks
-            key[-1] = np.round(self.cost[n] * 1e9)
-            col[self.col_index[tuple(key.tolist())]] = 1.0
+            served[0, : tasks.size] = tasks
+            rank = np.searchsorted(self.costs, np.round(self.cost[n] * 1e9))
+            code = self._code(served, np.array([rank]))
+            at = np.searchsorted(self.sorted_codes, code)
+            # Every served set of a deployed small network has its (set, cost) column.
+            assert at[0] < self.sorted_codes.size and self.sorted_codes[at[0]] == code[0]
+            col[self.code_order[at]] = 1.0
         is_big = np.isin(deployed, self.big)
         col[self.n_sub + np.searchsorted(self.big, deployed[is_big])] = 1.0
         on = np.isin(self.y_net, deployed) & (serving[self.y_task] == self.y_net)
