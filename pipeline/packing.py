@@ -430,7 +430,9 @@ class PackedTrainer:
                     m.done = True
             if any(m.trainer.checkpoint.due(final=epoch == lead.epochs) for m in members):
                 self._save_checkpoints(members, optimizer, epoch, elapsed)
-        return [m.trainer.table(m.epoch_rows, m.macs, m.cost, m.diverged_at) for m in members]
+        return [
+            m.trainer.table(m.model, m.epoch_rows, m.macs, m.cost, m.diverged_at) for m in members
+        ]
 
     @staticmethod
     def _combine(members: list[_Member], losses: torch.Tensor) -> torch.Tensor:

@@ -501,13 +501,18 @@ class Trainer:
         }  # fmt: skip
 
     def table(
-        self, epoch_rows: list[dict], macs: int, cost: float, diverged_at: int | None
+        self,
+        model: nn.Module,
+        epoch_rows: list[dict],
+        macs: int,
+        cost: float,
+        diverged_at: int | None,
     ) -> pa.Table:
         """The network's METRICS table: its rows plus its constant columns."""
         tasks = self.tasks
         constant = {
             "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
-            "n_tasks": len(tasks), "size": self.spec["size"], "width": self.recorded_width,
+            "n_tasks": len(tasks), "size": self.spec["size"], "width": self.recorded_width(model),
             "cost": cost, "macs": macs, "architecture": self.spec["architecture"],
             "weighting": self.spec["weighting"], "seed": int(self.spec["seed"]),
             "epochs": self.epochs, "device": str(self.device), "config_hash": self.config_hash,
@@ -516,11 +521,9 @@ class Trainer:
         }  # fmt: skip
         return rows_to_table(epoch_rows, constant)
 
-    @property
-    def recorded_width(self) -> int:
+    def recorded_width(self, model: nn.Module) -> int:
         """The ``width`` column: the trunk's first layer width, or for a user's trunk (no
         widths of ours) its output features or channels."""
-        model = getattr(self, "_model", None)
         trunk = getattr(model, "trunk", None)
         if trunk is not None and hasattr(trunk, "out_shape"):
             return int(trunk.out_features)
@@ -528,7 +531,6 @@ class Trainer:
 
     def fit(self) -> pa.Table:
         model, weighting = self.build_model(), self.new_weighting()
-        self._model = model
         n_labelled = self.labelled_counts()
         diverged_at: int | None = None
         epoch_rows: list[dict] = []
@@ -569,7 +571,7 @@ class Trainer:
                 self.checkpoint.save(
                     self.checkpoint_state(epoch, elapsed, model, optimizer, weighting, epoch_rows)
                 )
-        return self.table(epoch_rows, macs, cost, diverged_at)
+        return self.table(model, epoch_rows, macs, cost, diverged_at)
 
 
 def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
