@@ -307,6 +307,8 @@ class Trainer:
         # Built lazily after the first model, so the generator's draws keep their order
         # (initialisation first), whatever the caller does in between.
         self._inputs: _Inputs | None = None
+        # The model fit() trained (for callers that inspect it afterwards).
+        self.model: Architecture | None = None
 
     # ---- the pieces a training (or a pre-training phase) is made of -------------------------
     def method_options(self, method: str) -> dict:
@@ -531,6 +533,7 @@ class Trainer:
 
     def fit(self) -> pa.Table:
         model, weighting = self.build_model(), self.new_weighting()
+        self.model = model
         n_labelled = self.labelled_counts()
         diverged_at: int | None = None
         epoch_rows: list[dict] = []

@@ -115,7 +115,7 @@ def test_every_weighting_trains_the_trunk(images: Path, weighting: str) -> None:
     assert table.status.iloc[0] == "ok" and set(table.epoch) >= {1, 2}
     assert np.isfinite(table[table.metric == "loss"].value).all()
     assert table.cost.iloc[0] > 1.0  # two tasks' attention and heads
-    trained, initial = trainer._model.trunk.state_dict(), fresh.build_model().trunk.state_dict()
+    trained, initial = trainer.model.trunk.state_dict(), fresh.build_model().trunk.state_dict()
     for name, value in trained.items():
         assert not torch.equal(value, initial[name]), name
 
