@@ -20,7 +20,7 @@ Both MIP gaps are set to 0 so the answer is optimal, not merely within HiGHS' de
 :class:`BudgetSolver` adds what keeps this exact at scale (bench/RESULTS_solver.md measures each
 lever against :class:`PlainSolver`, the formulation above and nothing else):
 
-* served subsets (_SubsetModel): networks with few tasks enter as one column per subset of
+* served subsets (_Model): networks with few tasks enter as one column per subset of
   their tasks they could serve, so the LP has one row per task, not one per (task, network);
 * dominance: network A is dropped when some B costs no more, has every task of A and a loss no
   worse on each of them (swap A for B in any solution: no dearer, no worse), ties kept once;
@@ -281,104 +281,15 @@ def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
     return idx[np.argmin(sub, axis=0)]
 
 
-class _Model:
-    """The facility-location MIP over a subset of networks, with a budget row."""
-
-    def __init__(
-        self,
-        loss: np.ndarray,
-        cost: np.ndarray,
-        unit: int | None,
-        verbose: bool,
-        presolve: bool = False,
-    ) -> None:
-        n_net, n_task = loss.shape
-        self.n_net, self.n_task, self.unit = n_net, n_task, unit
-        self.y_net, self.y_task = np.nonzero(~np.isnan(loss))
-        n_y = self.y_net.size
-        y_cols = n_net + np.arange(n_y)
-        # Rows: [0, n_task) assignment equalities, [n_task, n_task + n_y) y - x <= 0, then budget.
-        link_rows = n_task + np.arange(n_y)
-        self.budget_row = n_task + n_y
-        row_cost = cost * unit if unit else cost
-        rows = np.concatenate([self.y_task, link_rows, link_rows, np.full(n_net, self.budget_row)])
-        cols = np.concatenate([y_cols, y_cols, self.y_net, np.arange(n_net)])
-        budget_vals = np.round(row_cost) if unit else row_cost
-        vals = np.concatenate([np.ones(n_y), np.ones(n_y), -np.ones(n_y), budget_vals])
-        self.obj_y = loss[self.y_net, self.y_task]
-        n_col = n_net + n_y
-        self.highs = _highs(verbose)
-        if presolve:
-            self.highs.setOptionValue("presolve", "on")
-        self.highs.passModel(
-            _lp(
-                obj=np.concatenate([np.zeros(n_net), self.obj_y]),
-                col_lo=np.zeros(n_col),
-                col_hi=np.ones(n_col),
-                rows=rows,
-                cols=cols,
-                vals=vals,
-                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
-                row_hi=np.concatenate([np.ones(n_task), np.zeros(n_y), [row_cost.sum()]]),
-                n_binary=n_net,
-            )
-        )
-
-    def run(
-        self, limit: float, start: np.ndarray | None, time_limit: float | None
-    ) -> tuple[np.ndarray, float, float, float] | None:
-        """Solve with total cost <= limit; (x, objective, bound, gap) or None if infeasible.
-        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent."""
-        h = self.highs
-        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
-        h.changeRowBounds(self.budget_row, 0.0, float(bound))
-        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-        if start is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = self._full(start)
-            solution.value_valid = True
-            h.setSolution(solution)
-        h.run()
-        status = h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
-            return None
-        info = h.getInfo()
-        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        if status != highspy.HighsModelStatus.kOptimal and not (
-            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
-            and has_solution
-        ):
-            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        x = self._networks(np.asarray(h.getSolution().col_value))
-        objective = float(info.objective_function_value)
-        if status == highspy.HighsModelStatus.kOptimal:
-            return x, objective, objective, 0.0
-        return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
-
-    def _networks(self, col_value: np.ndarray) -> np.ndarray:
-        return col_value[: self.n_net]
-
-    def _full(self, x: np.ndarray) -> np.ndarray:
-        """x plus its best assignment as a full column vector for setSolution."""
-        y = np.zeros(self.y_net.size)
-        deployed = x[self.y_net] > 0.5
-        # Per task the first-listed deployed network with the least loss: one y per task.
-        values = np.where(deployed, self.obj_y, np.inf)
-        order = np.lexsort((values, self.y_task))
-        first = np.r_[True, self.y_task[order][1:] != self.y_task[order][:-1]]
-        y[order[first]] = 1.0
-        return np.concatenate([x, y])
-
-
 # Networks with at most this many tasks enter the MIP as one column per subset of their tasks
-# (2^k - 1 of them); larger ones as facility-location blocks (_SubsetModel). Measured on the
+# (2^k - 1 of them); larger ones as facility-location blocks (_Model). Measured on the
 # planted instances: 4 keeps the 12-task demo's all-in-one network out (4,095 subsets) and every
 # pair and triple in.
 SUBSET_MAX_TASKS = 4
 
 
-class _SubsetModel:
-    """The same optimum as _Model, over far fewer rows: a set partitioning with a budget row.
+class _Model:
+    """The MIP over a table of networks: a set partitioning with a budget row.
 
     A choice of networks with its best assignment is a partition of the tasks into served sets,
     one per deployed network. So each network n with few tasks enters as one binary column per
@@ -386,8 +297,9 @@ class _SubsetModel:
     every task row says it is served exactly once. Of the columns with one served set and one
     cost only the least loss is kept: which network serves S is then read off the column (the
     best of them), and any solution of the original problem maps to one here at no more loss or
-    cost (and back: deploy each column's network). Networks with more tasks keep _Model's
-    x/y block, their y entering the same task rows.
+    cost (and back: deploy each column's network). Networks with more tasks enter as the
+    module doc's facility-location block (x_n, y_{t,n} <= x_n), their y in the same task rows;
+    with ``subset_max`` 0 that is every network: the plain formulation.
 
     The LP bound is the facility-location one (a fractional y is a mix of served subsets), but
     the LP has one row per task instead of one per (task, network): 51 rows against 59,055 on
@@ -408,6 +320,11 @@ class _SubsetModel:
         self.n_net, self.n_task, self.unit = n_net, n_task, unit
         defined = ~np.isnan(loss)
         size = defined.sum(axis=1)
+        n_costs = np.unique(np.round(cost * 1e9)).size
+        if float(n_task + 1) ** min(subset_max, int(size.max(initial=1))) * n_costs >= 2.0**62:
+            # Served sets would not fit the 63-bit codes of _code: facility blocks only (the
+            # same optimum, slower). Needs tens of thousands of tasks.
+            subset_max = 0
         self.small = size <= subset_max
         width = max(1, min(subset_max, int(size.max(initial=1))))
         keys, values, owners = [], [], []
@@ -437,8 +354,6 @@ class _SubsetModel:
         # columns by binary search (a dict of tuples would hold ~200 B per column).
         self.width, self.base = width, n_task + 1
         self.costs, cost_rank = np.unique(key[:, width], return_inverse=True)
-        if float(self.base) ** width * max(1, self.costs.size) >= 2.0**62:
-            raise ValueError(f"too many tasks ({n_task}) to index served subsets of {width}")
         codes = self._code(served, cost_rank)
         self.code_order = np.argsort(codes, kind="stable")
         self.sorted_codes = codes[self.code_order]
@@ -495,7 +410,36 @@ class _SubsetModel:
         )
         self.loss, self.cost = loss, cost
 
-    run = _Model.run
+    def run(
+        self, limit: float, start: np.ndarray | None, time_limit: float | None
+    ) -> tuple[np.ndarray, float, float, float] | None:
+        """Solve with total cost <= limit; (x, objective, bound, gap) or None if infeasible.
+        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent."""
+        h = self.highs
+        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
+        h.changeRowBounds(self.budget_row, 0.0, float(bound))
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        if start is not None:
+            solution = highspy.HighsSolution()
+            solution.col_value = self._full(start)
+            solution.value_valid = True
+            h.setSolution(solution)
+        h.run()
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return None
+        info = h.getInfo()
+        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status != highspy.HighsModelStatus.kOptimal and not (
+            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
+            and has_solution
+        ):
+            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
+        x = self._networks(np.asarray(h.getSolution().col_value))
+        objective = float(info.objective_function_value)
+        if status == highspy.HighsModelStatus.kOptimal:
+            return x, objective, objective, 0.0
+        return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
 
     def _code(self, served: np.ndarray, cost_rank: np.ndarray) -> np.ndarray:
         powers = self.base ** np.arange(self.width, dtype=np.int64)
@@ -535,7 +479,7 @@ class _SubsetModel:
 
 class BudgetSolver:
     """One loss table, many budgets: reduce and build the MIP once, re-solve per budget (module
-    doc). ``reduce``, ``warm_start`` and ``integral_budget`` switch the levers off for
+    doc). ``reduce``, ``warm_start``, ``integral_budget`` and ``subsets`` switch the levers off for
     comparison; ``time_limit`` (seconds per budget) makes the solve anytime."""
 
     def __init__(
@@ -570,12 +514,14 @@ class BudgetSolver:
         # Presolve: off pays on the 12-task sweep (see _highs); on, the facility-location model
         # is 3x faster at the tight budgets of 30+ tasks with triples, the subset model 3x
         # slower at 50 tasks (bench/RESULTS_solver.md).
-        if subsets:
-            self.model: _Model | _SubsetModel = _SubsetModel(
-                sub_loss, sub_cost, unit, verbose, subset_max=subset_max
-            )
-        else:
-            self.model = _Model(sub_loss, sub_cost, unit, verbose, presolve=self.kept.size > 1000)
+        self.model = _Model(
+            sub_loss,
+            sub_cost,
+            unit,
+            verbose,
+            presolve=not subsets and self.kept.size > 1000,
+            subset_max=subset_max if subsets else 0,
+        )
         self._best: list[Solution] = []  # solved so far, for warm starts
 
     def _start(self, limit: float) -> np.ndarray | None:
