@@ -14,7 +14,6 @@ import platform
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
@@ -84,6 +83,18 @@ class _Inputs:
     # Dense tasks' per-pixel labels by task index: segmentation int64 (-1 = missing),
     # dense_regression standardised (NaN = missing), normals as given (NaN = missing).
     dense: dict[int, torch.Tensor] | None = None
+    # Sparse inputs: each split's rows as model inputs, in chunks of EVAL_CHUNK (_Features).
+    eval_inputs: dict[str, list] | None = None
+
+
+@dataclass(frozen=True)
+class _Features:
+    x: object  # torch.Tensor or SparseMatrix
+    # SparseMatrix only: each split's rows sliced once into chunks of EVAL_CHUNK. Every network
+    # of a sweep evaluates the same rows every epoch, and a sparse take is index arithmetic
+    # (a few per cent of a packed network's time when redone each epoch); a dense slice is a
+    # copy that keeping would only double in memory.
+    eval_inputs: dict[str, list] | None
 
 
 def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.device) -> _Inputs:
@@ -116,24 +127,30 @@ def _prepare(data: Dataset, labels: np.ndarray, tasks: list[str], device: torch.
             values = (values - mean) / std
             scale[j] = float(std)
         dense[j] = torch.from_numpy(np.ascontiguousarray(values)).to(device)
-    x = _features(data, labels, device)
+    features = _features(data, labels, device)
     rows = {s: torch.from_numpy(np.flatnonzero(labels == s)).to(device) for s in SPLITS}
     return _Inputs(
-        x=x, y=torch.from_numpy(y).to(device), rows=rows, scale=scale, dense=dense or None
+        x=features.x,
+        y=torch.from_numpy(y).to(device),
+        rows=rows,
+        scale=scale,
+        dense=dense or None,
+        eval_inputs=features.eval_inputs,
     )
 
 
-_feature_cache: dict[tuple, object] = {}
+_feature_cache: dict[tuple, _Features] = {}
 _feature_lock = threading.Lock()
 
 
-def _features(data: Dataset, labels: np.ndarray, device: torch.device):
+def _features(data: Dataset, labels: np.ndarray, device: torch.device) -> _Features:
     """The model-ready feature matrix, built once per (dataset, split, device) in a process:
     every network of a sweep shares it (read-only), so a job does not rebuild it."""
     from .models.layers import SparseMatrix
 
     train = labels == "train"
-    key = (id(data), hashlib.sha1(train.tobytes()).hexdigest(), str(device))
+    split = np.concatenate([train, labels == "val"])
+    key = (id(data), hashlib.sha1(split.tobytes()).hexdigest(), str(device))
     with _feature_lock:
         if key not in _feature_cache:
             x = torch.from_numpy(data.features).to(device)
@@ -149,33 +166,21 @@ def _features(data: Dataset, labels: np.ndarray, device: torch.device):
                 mean = torch.from_numpy(data.features[train].mean(axis=0)).to(device)
                 std = torch.from_numpy(data.features[train].std(axis=0)).to(device)
                 x = ((x - mean) / torch.where(std == 0, 1.0, std)).float()
+            eval_inputs = None
+            if isinstance(x, SparseMatrix):
+                eval_inputs = {
+                    s: _chunked(x, torch.from_numpy(np.flatnonzero(labels == s)).to(device))
+                    for s in SPLITS
+                }
             if len(_feature_cache) >= 4:
                 _feature_cache.pop(next(iter(_feature_cache)))
-            _feature_cache[key] = x
+            _feature_cache[key] = _Features(x, eval_inputs)
         return _feature_cache[key]
 
 
-# Per feature matrix: each split's model inputs in chunks of EVAL_CHUNK rows. Every network
-# of a sweep evaluates the same rows every epoch; slicing them anew cost a few per cent of a
-# packed network's training time on Tox21. Keyed by id (a tensor is no dict key: its == is
-# elementwise) and dropped with the matrix (_feature_cache evicts it).
-_split_inputs: dict[int, tuple[weakref.ref, dict]] = {}
-
-
-def _split_chunks(x, split: str, rows: torch.Tensor) -> list:
-    key = (split, hashlib.sha1(rows.cpu().numpy().tobytes()).hexdigest())
-    ident = id(x)
-    with _feature_lock:
-        entry = _split_inputs.get(ident)
-        if entry is None or entry[0]() is not x:
-            ref = weakref.ref(x, lambda _: _split_inputs.pop(ident, None))
-            entry = _split_inputs[ident] = (ref, {})
-        per_split = entry[1]
-        if key not in per_split:
-            per_split[key] = [
-                _take(x, rows[i : i + EVAL_CHUNK]) for i in range(0, rows.numel(), EVAL_CHUNK)
-            ]
-        return per_split[key]
+def _chunked(x, rows: torch.Tensor) -> list:
+    """``rows`` as model inputs, in chunks of EVAL_CHUNK."""
+    return [_take(x, rows[i : i + EVAL_CHUNK]) for i in range(0, rows.numel(), EVAL_CHUNK)]
 
 
 def _take(x, rows: torch.Tensor):
@@ -606,7 +611,9 @@ def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
     result = {}
     for split in SPLITS:
         rows = inputs.rows[split]
-        chunks = [model(batch) for batch in _split_chunks(inputs.x, split, rows)]
+        cached = inputs.eval_inputs
+        batches = cached[split] if cached is not None else _chunked(inputs.x, rows)
+        chunks = [model(batch) for batch in batches]
         target = inputs.y[rows]
         for j, kind in enumerate(types):
             out = torch.cat([c[j] for c in chunks])
