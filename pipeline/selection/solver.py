@@ -303,7 +303,7 @@ class _Model:
 
     The LP bound is the facility-location one (a fractional y is a mix of served subsets), but
     the LP has one row per task instead of one per (task, network): 51 rows against 59,055 on
-    50 tasks + triples, where the tight budget went from minutes to 2 s
+    50 tasks + triples, where the tight budget went from minutes to seconds
     (bench/RESULTS_solver.md).
     """
 
