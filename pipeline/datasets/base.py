@@ -74,6 +74,9 @@ class Dataset:
     class_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Dense tasks' per-pixel labels (see above); empty for tables.
     dense_targets: dict[str, np.ndarray] = field(default_factory=dict)
+    # Names of the columns of ``features``, in order, where the source names them (a table of
+    # your own): an exported network reads its inputs by these names (pipeline/predict.py).
+    feature_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rows, tasks = self.targets.shape
