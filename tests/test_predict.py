@@ -206,14 +206,19 @@ def test_images_with_own_trunk_predict_their_recorded_test_losses(
 ):
     arrays = write_images(tmp_path / "raw.npz", n=160, label=True)
     arrays["bright"] = (10.0 * arrays["x"].mean(axis=(1, 2, 3)) + 5.0).astype(np.float64)
-    np.savez(tmp_path / "images.npz", x=arrays["x"], label=arrays["label"], bright=arrays["bright"])
+    keep = ("x", "label", "bright", "depth")
+    np.savez(tmp_path / "images.npz", **{k: arrays[k] for k in keep})
     write_trunk_module(tmp_path)
     kinds = {"label": "binary", "bright": "regression"}
-    dataset = {"name": "arrays", "path": "images.npz", "targets": kinds}
-    results = _run(tmp_path, dataset, [1.5, 2.5], model={"trunk": "my_trunks:conv", "hidden": [16]})
-    answer_dir = _export(tmp_path, 2.5, monkeypatch, capsys)
+    dataset = {
+        "name": "arrays", "path": "images.npz",
+        "targets": {**kinds, "depth": "dense_regression"},
+    }  # fmt: skip
+    results = _run(tmp_path, dataset, [2.5, 3.5], model={"trunk": "my_trunks:conv", "hidden": [16]})
+    answer_dir = _export(tmp_path, 3.5, monkeypatch, capsys)
     answer = yaml.safe_load((answer_dir / "answer.yaml").read_text())
-    folder = answer_dir / next(iter(answer["networks"].values()))["path"]
+    depth_entry = answer["networks"][answer["task_network"]["depth"]]
+    folder = answer_dir / depth_entry["path"]
     meta = json.loads((folder / "network.json").read_text())
     assert meta["trunk"]["factory"] == "my_trunks:conv"
     assert meta["input"]["shape"] == [3, 16, 16] and len(meta["input"]["mean"]) == 3
@@ -221,8 +226,26 @@ def test_images_with_own_trunk_predict_their_recorded_test_losses(
     labels = read_split(results / "split.parquet", 160)
     test_rows = np.flatnonzero(labels == "test")
     np.savez(tmp_path / "test.npz", x=arrays["x"][test_rows])
-    preds = _predict(tmp_path, "test.npz", capsys)
-    assert _check_losses(preds, answer_dir, results, arrays, kinds, labels, test_rows) == 2
+    assert main(["predict", "answer", "--input", "test.npz", "--out", "preds.parquet"]) == 0
+    assert "dense task(s) ['depth'] not written" in capsys.readouterr().err
+    preds = pq.read_table(tmp_path / "preds.parquet").to_pandas()
+    vector = {t: n for t, n in answer["task_network"].items() if t != "depth"}
+    answer_vector = {**answer, "task_network": vector}
+    (tmp_path / "vector").mkdir()
+    (tmp_path / "vector" / "answer.yaml").write_text(yaml.safe_dump(answer_vector))
+    checked = _check_losses(preds, tmp_path / "vector", results, arrays, kinds, labels, test_rows)
+    assert checked == 2
+
+    # The dense task from Python: per-pixel depth in its own units; its L1 loss (training's, in
+    # train-split-standardised units) as recorded.
+    depth = pipeline.load_network(folder).predict(arrays["x"][test_rows])["depth"]
+    assert depth.shape == (test_rows.size, 16, 16)
+    y = arrays["depth"][test_rows].astype(np.float64)
+    std = float(np.nanstd(arrays["depth"][labels == "train"].astype(np.float32)))
+    labelled = ~np.isnan(y)
+    loss = np.abs(depth - y)[labelled].mean() / std
+    recorded = _recorded_test_loss(results)[(answer["task_network"]["depth"], "depth")]
+    assert loss == pytest.approx(recorded, rel=1e-5)
 
     # Images of another size: one line naming the shape.
     np.savez(tmp_path / "small.npz", x=arrays["x"][:4, :, :8, :8])
