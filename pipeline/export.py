@@ -321,19 +321,11 @@ def _write_network(folder: Path, name: str, trainer, state: dict, recorded) -> N
 
     from . import predict
     from .metrics import masked_loss
-    from .models.layers import SparseMatrix
     from .training import package_versions
 
     data, spec, inputs = trainer.data, trainer.spec, trainer.inputs
     train = trainer.labels == "train"
-    sparse = isinstance(inputs.x, SparseMatrix)
-    mean = std = None
-    if not sparse:
-        # The train split's standardisation, per feature (tables) or channel (images), as
-        # pipeline.training._features computes it; the check below proves it the same.
-        axes = (0, 2, 3) if data.features.ndim == 4 else 0
-        mean = data.features[train].mean(axis=axes).tolist()
-        std = data.features[train].std(axis=axes).tolist()
+    sparse, mean, std = _input_preprocessing(data, train, inputs.x, name)
     tasks = []
     for j, task in enumerate(trainer.tasks):
         kind = trainer.types[j]
@@ -366,7 +358,13 @@ def _write_network(folder: Path, name: str, trainer, state: dict, recorded) -> N
         "input": {
             "kind": "images" if data.features.ndim == 4 else "table",
             "shape": list(data.features.shape[1:]),
-            "feature_names": list(data.feature_names) or None,
+            "feature_names": list(data.feature_columns) or None,
+            "feature_indices": None
+            if data.feature_indices is None
+            else [int(i) for i in data.feature_indices],
+            "source_width": None
+            if data.feature_indices is None
+            else len(data.feature_indices) + len(data.dropped_features),
             "array": spec["dataset"].get("inputs", "x"),
             "sparse_binary": sparse,
             "mean": mean,
@@ -423,6 +421,31 @@ def _write_network(folder: Path, name: str, trainer, state: dict, recorded) -> N
                 f"{name}: the exported network gives test loss {loss:.7g} for {task!r}, "
                 f"not the recorded {want:.7g}; not exported"
             )
+
+
+def _input_preprocessing(data, train, x, name: str) -> tuple[bool, list | None, list | None]:
+    """(sparse 0/1 input, mean, std): how ``data.features`` became the training's input ``x``,
+    proven bit for bit: the sparse first layer's batch, the train split's standardisation
+    (pipeline.predict.standardise), or the features as they are."""
+    import torch
+
+    from .models.layers import SparseMatrix
+    from .predict import standardise
+
+    if isinstance(x, SparseMatrix):
+        return True, None, None
+    x = x.cpu()
+    raw = torch.from_numpy(data.features)
+    axes = (0, 2, 3) if data.features.ndim == 4 else 0
+    mean, std = data.features[train].mean(axis=axes), data.features[train].std(axis=axes)
+    if torch.equal(standardise(raw, torch.from_numpy(mean), torch.from_numpy(std)), x):
+        return False, mean.tolist(), std.tolist()
+    if torch.equal(raw, x):
+        return False, None, None
+    raise ExportError(
+        f"{name}: the training's input is neither the features standardised on the train split "
+        "nor the features as they are; cannot record its preprocessing"
+    )
 
 
 def _size_fraction(size: str) -> float:

@@ -45,6 +45,15 @@ def _as_shape(values) -> tuple:
     return tuple(int(v) for v in values)
 
 
+def standardise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Training's input standardisation: per feature (rows, features) or per channel (rows,
+    channels, H, W); a constant input (std 0) is only centred. The export proves it gives
+    the training's input bit for bit before it records ``mean`` and ``std``."""
+    if x.ndim == 4:
+        mean, std = mean[:, None, None], std[:, None, None]
+    return ((x - mean) / torch.where(std == 0, 1.0, std)).float()
+
+
 class NetworkPredictor(nn.Module):
     """An exported network: ``forward`` is the trained model's (standardised inputs -> one raw
     output per task); :meth:`predict` takes inputs shaped like the training input and returns
@@ -59,6 +68,11 @@ class NetworkPredictor(nn.Module):
         self.sparse_binary = bool(spec["sparse_binary"])
         self.input_shape = _as_shape(spec["shape"])
         self.feature_names = list(spec.get("feature_names") or [])
+        # Constant columns dropped at training (dataset.constant_features): positions kept out
+        # of the source's ``source_width`` columns; None: all of them.
+        indices = spec.get("feature_indices")
+        self.feature_indices = None if indices is None else [int(i) for i in indices]
+        self.source_width = spec.get("source_width")
         for name in ("mean", "std"):
             value = spec.get(name)
             tensor = torch.tensor(value, dtype=torch.float32) if value is not None else None
@@ -85,10 +99,21 @@ class NetworkPredictor(nn.Module):
             raise PredictError(f"input: values of type {array.dtype}, not numbers")
         if array.ndim == len(self.input_shape):  # one sample
             array = array[None]
+        if (
+            self.feature_indices is not None
+            and array.ndim == 2
+            and array.shape[1] == self.source_width
+        ):
+            array = array[:, self.feature_indices]  # the source's columns: drop as training did
         if tuple(array.shape[1:]) != self.input_shape:
+            also = (
+                f" (or the source's {self.source_width} columns)"
+                if self.feature_indices is not None
+                else ""
+            )
             raise PredictError(
                 f"input: shape {tuple(array.shape)}, but the network takes "
-                f"(rows, {', '.join(map(str, self.input_shape))})"
+                f"(rows, {', '.join(map(str, self.input_shape))}){also}"
             )
         array = array.astype(np.float32)
         if not np.isfinite(array).all():
@@ -108,7 +133,8 @@ class NetworkPredictor(nn.Module):
         wanted = self.feature_names
         if not wanted:
             # The training data did not name its features: every column, in order.
-            if len(names) != self.input_shape[0]:
+            widths = {self.input_shape[0], self.source_width or self.input_shape[0]}
+            if len(names) not in widths:
                 raise PredictError(
                     f"input: {len(names)} columns, but the network takes {self.input_shape[0]} "
                     "unnamed features (all columns, in order)"
@@ -143,10 +169,7 @@ class NetworkPredictor(nn.Module):
             matrix = SparseMatrix(x)
             return [matrix.take(rows[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
         if self.input_mean is not None:
-            mean, std = self.input_mean, self.input_std
-            if x.ndim == 4:  # per channel
-                mean, std = mean[:, None, None], std[:, None, None]
-            x = ((x - mean) / torch.where(std == 0, 1.0, std)).float()
+            x = standardise(x, self.input_mean, self.input_std)
         return [x[i : i + chunk] for i in range(0, x.shape[0], chunk)]
 
     @torch.no_grad()

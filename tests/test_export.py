@@ -177,6 +177,18 @@ def test_export_answer_folder_loads_and_predicts(results: Path, tmp_path: Path, 
     got = frame[frame.task == "c0t0"].sort_values("row").prediction.to_numpy()
     np.testing.assert_array_equal(one["c0t0"], got)
 
+    # A source whose constant column the dataset dropped (dataset.constant_features): the
+    # predictor takes the source's columns and drops the same one (its recorded positions).
+    import shutil
+
+    dropped = tmp_path / "dropped"
+    shutil.copytree(out / pair["path"], dropped)
+    meta = json.loads((dropped / "network.json").read_text())
+    meta["input"].update(feature_indices=[0, 1, 2, 3, 5, 6, 7, 8], source_width=9)
+    (dropped / "network.json").write_text(json.dumps(meta))
+    source = np.insert(data.features[test], 4, 7.0, axis=1)
+    np.testing.assert_array_equal(load_network(dropped).predict(source)["c0t0"], got)
+
     # A second export replaces the first whole; a folder that is not an export is refused.
     assert main(["export", "--budget", "2", "--results", str(results), "--out", str(out)]) == 0
     other = tmp_path / "mine"

@@ -164,7 +164,7 @@ def load_table(config: dict) -> Dataset:
     path = Path(config["path"]).expanduser()
     table = _read(path)
     targets_cfg: dict[str, str] = dict(config["targets"])
-    features, binary, feature_names = _features(table, config, path, list(targets_cfg))
+    features, binary, feature_columns = _features(table, config, path, list(targets_cfg))
 
     targets, n_classes, class_labels = [], [], {}
     for column, kind in targets_cfg.items():
@@ -199,5 +199,5 @@ def load_table(config: dict) -> Dataset:
         n_classes=tuple(n_classes),
         binary_features=binary,
         class_labels=class_labels,
-        feature_names=feature_names,
+        feature_columns=feature_columns,
     )
