@@ -322,7 +322,7 @@ def predict_file(
     PREDICTIONS table to ``out``. Returns the rows written."""
     import pyarrow as pa
 
-    from .schema import PREDICTIONS, write_table
+    from .schema import PREDICTIONS, conform, write_table
 
     folder = Path(folder)
     if (folder / NETWORK_FILE).exists():
@@ -334,9 +334,7 @@ def predict_file(
             (folder / entry["path"], name, list(entry["serves"]))
             for name, entry in answer["networks"].items()
         ]
-    columns: dict[str, list] = {
-        "row": [], "task": [], "prediction": [], "label": [], "probabilities": [], "network": []
-    }  # fmt: skip
+    parts: list[pa.Table] = []  # one per task: columnar, sane at 617 tasks x 100,000 rows
     cache: dict[str, object] = {}
     skipped = []
     for network_dir, network, serves in plan:
@@ -354,35 +352,36 @@ def predict_file(
                 skipped.append(task["name"])
                 continue
             value = predictions[task["name"]]
-            columns["row"].append(np.arange(n, dtype=np.int64))
-            columns["task"] += [task["name"]] * n
-            columns["network"] += [network] * n
+            label = pa.nulls(n, pa.string())
+            probabilities = pa.nulls(n, pa.list_(pa.float64()))
             if task["type"] == "multiclass":
                 ids = value.argmax(axis=1)
-                labels = task.get("class_labels") or [str(i) for i in range(value.shape[1])]
-                columns["prediction"].append(ids.astype(np.float64))
-                columns["label"] += [labels[i] for i in ids]
-                columns["probabilities"] += value.tolist()
-            else:
-                columns["prediction"].append(value.astype(np.float64))
-                columns["label"] += [None] * n
-                columns["probabilities"] += [None] * n
+                names = task.get("class_labels") or [str(i) for i in range(value.shape[1])]
+                label = pa.array(np.asarray(names, dtype=object)[ids], pa.string())
+                flat = pa.array(np.ascontiguousarray(value).ravel())
+                probabilities = pa.FixedSizeListArray.from_arrays(flat, value.shape[1])
+                value = ids
+            parts.append(
+                pa.table(
+                    {
+                        "row": pa.array(np.arange(n, dtype=np.int64)),
+                        "task": pa.repeat(task["name"], n),
+                        "prediction": pa.array(np.asarray(value, dtype=np.float64)),
+                        "label": label,
+                        "probabilities": probabilities.cast(pa.list_(pa.float64())),
+                        "network": pa.repeat(network, n),
+                    }
+                )  # fmt: skip
+            )
     if skipped:
         log(
             f"warning: dense task(s) {skipped[:10]} not written (per-pixel predictions do not "
             "fit the long table): use pipeline.load_network(folder).predict(x)"
         )
-    table = pa.table(
-        {
-            "row": np.concatenate(columns["row"]) if columns["row"] else np.array([], np.int64),
-            "task": columns["task"],
-            "prediction": np.concatenate(columns["prediction"])
-            if columns["prediction"]
-            else np.array([], np.float64),
-            "label": columns["label"],
-            "probabilities": columns["probabilities"],
-            "network": columns["network"],
-        }
+    table = (
+        pa.concat_tables([conform(t, PREDICTIONS) for t in parts])
+        if parts
+        else PREDICTIONS.empty_table()
     )
     write_table(table, out, PREDICTIONS)
     return table.num_rows
