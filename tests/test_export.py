@@ -206,3 +206,38 @@ def test_predict_names_a_bad_folder_or_file(tmp_path: Path, capsys) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--input", "x.csv"]) == 2
     assert "no answer.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("architecture", "weighting", "size"),
+    [
+        ("mtan", "uncertainty", "full"),
+        ("adashare", "equal", "full"),
+        ("hard_sharing", "dwa", "half"),
+    ],
+)
+def test_every_architecture_exports_a_loadable_network(
+    tmp_path: Path, architecture: str, weighting: str, size: str
+) -> None:
+    """Each architecture's trained state (AdaShare: its fixed policy) loads into the model
+    build_model rebuilds from the recorded arguments and gives the recorded test losses (the
+    export's own check, which raises otherwise)."""
+    from pipeline.export import _FinalWeights, _write_network
+    from pipeline.training import Trainer
+
+    config = resolve_config({**CONFIG, "training": {**CONFIG["training"], "epochs": 3}})
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    network = Network(("c0t0", "c0t1"), size)
+    spec = network_spec(config, network.tasks, size, 0, architecture, weighting)
+    capture = _FinalWeights()
+    trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
+    recorded = trainer.fit().to_pandas()
+    _write_network(tmp_path / "net", network.name, trainer, capture.state, recorded)
+    meta = json.loads((tmp_path / "net" / "network.json").read_text())
+    assert meta["model"]["architecture"] == architecture
+    assert meta["model"]["width"] == (0.5 if size == "half" else 1.0)
+    test = recorded[(recorded.split == "test") & (recorded.metric == "loss")]
+    assert meta["recorded"]["loss"]["test"] == dict(
+        zip(test[test.epoch == 3].task, test[test.epoch == 3].value)
+    )
