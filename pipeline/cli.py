@@ -120,6 +120,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     grouping = read_grouping(args.results, args.budget, args.selection_method, args.training_method)
     if is_answer_folder(args.out):
+        if args.weights:
+            raise ValueError(
+                f"--weights goes with a .yaml/.json --out; the answer folder {args.out} holds "
+                "each network's weights itself"
+            )
         from .config import load_config_file
 
         config = load_config_file(args.configfile, check_data=False)
