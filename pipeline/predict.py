@@ -116,8 +116,15 @@ class NetworkPredictor(nn.Module):
                 f"(rows, {', '.join(map(str, self.input_shape))}){also}"
             )
         array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            raise PredictError("input: has NaN or inf values")
+        finite = np.isfinite(array)
+        if not finite.all():
+            rows = np.flatnonzero(~finite.reshape(len(array), -1).all(axis=1))
+            where = f"row(s) {rows[:5].tolist()}"
+            if array.ndim == 2:
+                names = self.feature_names or [f"#{i}" for i in range(array.shape[1])]
+                columns = np.flatnonzero(~finite.all(axis=0))
+                where += f", feature column(s) {[names[c] for c in columns[:5]]}"
+            raise PredictError(f"input: NaN or inf values in {where}")
         if self.sparse_binary and not np.isin(array, (0.0, 1.0)).all():
             raise PredictError(
                 "input: values other than 0/1; the network was trained on binary features"

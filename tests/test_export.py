@@ -177,6 +177,13 @@ def test_export_answer_folder_loads_and_predicts(results: Path, tmp_path: Path, 
     got = frame[frame.task == "c0t0"].sort_values("row").prediction.to_numpy()
     np.testing.assert_array_equal(one["c0t0"], got)
 
+    bad = data.features[test].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(
+        ValueError, match=r"input: NaN or inf values in row\(s\) \[3\], feature column"
+    ):
+        net.predict(bad)
+
     # A source whose constant column the dataset dropped (dataset.constant_features): the
     # predictor takes the source's columns and drops the same one (its recorded positions).
     import shutil
