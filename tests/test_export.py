@@ -196,6 +196,11 @@ def test_export_answer_folder_loads_and_predicts(results: Path, tmp_path: Path, 
     source = np.insert(data.features[test], 4, 7.0, axis=1)
     np.testing.assert_array_equal(load_network(dropped).predict(source)["c0t0"], got)
 
+    # A seed the networks were not trained with is named; nothing is left behind.
+    assert main(["export", "--budget", "2", "--results", str(results), "--out",
+                 str(tmp_path / "s"), "--seed", "5"]) == 2  # fmt: skip
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.*"))
+
     # --weights belongs to the grouping file; an answer folder has its own.
     assert main(["export", "--budget", "2", "--results", str(results), "--out",
                  str(tmp_path / "w"), "--weights", str(tmp_path / "w2")]) == 2  # fmt: skip
