@@ -302,10 +302,6 @@ def read_input(path: str | os.PathLike, array_name: str = "x"):
     raise PredictError(f"--input: {path} is neither CSV/TSV, Parquet nor .npz")
 
 
-def _n_rows(inputs) -> int:
-    return int(inputs.num_rows if hasattr(inputs, "num_rows") else np.asarray(inputs).shape[0])
-
-
 def load_answer(path: str | os.PathLike) -> dict:
     import yaml
 
@@ -351,7 +347,7 @@ def predict_file(
             cache[name] = read_input(input_path, name)
         inputs = cache[name]
         predictions = predictor.predict(inputs)
-        n = _n_rows(inputs)
+        n = len(next(iter(predictions.values())))  # rows as the network read them
         for task in predictor.meta["tasks"]:
             if task["name"] not in serves:
                 continue
