@@ -110,9 +110,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_weights, read_grouping, write_grouping
+    from .export import (
+        export_answer,
+        export_weights,
+        is_answer_folder,
+        read_grouping,
+        write_grouping,
+    )  # fmt: skip
 
     grouping = read_grouping(args.results, args.budget, args.selection_method, args.training_method)
+    if is_answer_folder(args.out):
+        if args.weights:
+            raise ValueError(
+                f"--weights goes with a .yaml/.json --out; the answer folder {args.out} holds "
+                "each network's weights itself"
+            )
+        from .config import load_config_file
+
+        config = load_config_file(args.configfile, check_data=False)
+        export_answer(config, grouping, args.results, args.out, args.seed)
+        tasks = sum(len(n["serves"]) for n in grouping["networks"])
+        print(
+            f"wrote {args.out}: answer.yaml and {len(grouping['networks'])} network folder(s) "
+            f"serving {tasks} task(s) at budget {grouping['budget']:g} "
+            f"({grouping['selection_method']}); taskgroup predict {args.out} --input FILE"
+        )
+        return 0
     if args.weights:
         from .config import load_config_file
 
@@ -128,6 +151,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {len(grouping['networks'])} network(s) serving {tasks} task(s) at "
         f"budget {grouping['budget']:g} ({grouping['selection_method']})"
     )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    rows = predict_file(
+        args.folder, args.input, args.out, log=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"wrote {args.out}: {rows} prediction(s)")
     return 0
 
 
@@ -204,7 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--training-method", help="<architecture>-<weighting>, when the sweep has several"
     )
     x.add_argument("--results", default="results", help="the sweep's results_dir")
-    x.add_argument("--out", default="grouping.yaml", help=".yaml or .json")
+    x.add_argument(
+        "--out", default="grouping.yaml",
+        help="a .yaml/.json file: the grouping; any other path: a folder with answer.yaml and "
+        "each chosen network ready for `taskgroup predict` (retrained, checked)",
+    )  # fmt: skip
+    x.add_argument(
+        "--seed", type=int, help="with --out DIR: the seed to export (default: the lowest)"
+    )
     x.add_argument(
         "--weights", metavar="DIR",
         help="retrain the chosen networks (deterministic: checked against the recorded "
@@ -212,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     x.add_argument("--configfile", default="config.yaml", help="the config of the results")
     x.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "predict", help="predict with an exported answer (or network folder): long Parquet"
+    )
+    p.add_argument("folder", help="what taskgroup export --out DIR wrote (or one network folder)")
+    p.add_argument("--input", required=True, help="CSV, Parquet or .npz shaped like training's")
+    p.add_argument("--out", default="predictions.parquet")
+    p.set_defaults(func=cmd_predict)
 
     lo = sub.add_parser(
         "leftovers", help="list network files the config no longer produces (--delete: remove)"

@@ -208,3 +208,21 @@ ESTIMATES = pa.schema(
     ],
     metadata={"taskgroup.table": "estimates", "taskgroup.schema_version": SCHEMA_VERSION},
 )
+
+# ``taskgroup predict``: one row per input row x task, each task predicted by the network the
+# exported answer assigns it (pipeline/predict.py).
+PREDICTIONS = pa.schema(
+    [
+        # 0-based row of the input file.
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        # binary: probability of 1; regression: value in the target's units; multiclass: class id.
+        pa.field("prediction", pa.float64(), nullable=False),
+        # multiclass: the class's label (the table's own, where labels were mapped to ids).
+        pa.field("label", pa.string(), nullable=True),
+        # multiclass: probability of each class id.
+        pa.field("probabilities", pa.list_(pa.float64()), nullable=True),
+        pa.field("network", pa.string(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "predictions", "taskgroup.schema_version": SCHEMA_VERSION},
+)

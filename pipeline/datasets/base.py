@@ -74,6 +74,14 @@ class Dataset:
     class_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Dense tasks' per-pixel labels (see above); empty for tables.
     dense_targets: dict[str, np.ndarray] = field(default_factory=dict)
+    # Your own table or (N, features) arrays: the constant input columns dropped from
+    # ``features`` (dataset.constant_features), by name (a table's columns; an array's
+    # "inputs[:, i]"), and the positions kept: the one place that says which source columns the
+    # model reads (select_features). None: all of them.
+    dropped_features: tuple[str, ...] = ()
+    feature_indices: tuple[int, ...] | None = None
+    # A table's kept feature columns by name, in model input order; empty for other datasets.
+    feature_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rows, tasks = self.targets.shape

@@ -115,7 +115,7 @@ def _features(table: pa.Table, config: dict, path: Path, targets: list[str]):
             f"dataset.features: columns {constant[:5]} of {path} are constant (carry no signal)"
         )
     binary = bool(np.isin(features, (0.0, 1.0)).all())
-    result = (features.astype(np.float32), binary)
+    result = (features.astype(np.float32), binary, tuple(feature_cols))
     with _lock:
         if len(_features_cache) > 8:
             _features_cache.clear()
@@ -164,7 +164,7 @@ def load_table(config: dict) -> Dataset:
     path = Path(config["path"]).expanduser()
     table = _read(path)
     targets_cfg: dict[str, str] = dict(config["targets"])
-    features, binary = _features(table, config, path, list(targets_cfg))
+    features, binary, feature_columns = _features(table, config, path, list(targets_cfg))
 
     targets, n_classes, class_labels = [], [], {}
     for column, kind in targets_cfg.items():
@@ -199,4 +199,5 @@ def load_table(config: dict) -> Dataset:
         n_classes=tuple(n_classes),
         binary_features=binary,
         class_labels=class_labels,
+        feature_columns=feature_columns,
     )
