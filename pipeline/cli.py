@@ -24,7 +24,8 @@ def _print(df: pd.DataFrame, fmt: str, pivot: tuple[str, str, str] | None) -> No
         index = [c for c in df.columns if c not in (row, col, value)] + [row]
         df = df.pivot_table(index=index, columns=col, values=value, aggfunc="first")
     if fmt == "csv":
-        df.to_csv(sys.stdout)
+        # Data columns only: a matrix keeps its row labels as columns, never a bare index.
+        (df.reset_index() if pivot else df).to_csv(sys.stdout, index=False)
     elif fmt == "json":
         print(df.reset_index().to_json(orient="records") if pivot else df.to_json(orient="records"))
     else:
@@ -175,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--long", action="store_true", help="long rows instead of a matrix")
     q.set_defaults(func=cmd_query)
 
-    s = sub.add_parser("sql", help="run read-only SQL over the table `metrics` ('-' = stdin)")
+    s = sub.add_parser(
+        "sql",
+        help="run read-only SQL ('-' = stdin) over the tables metrics, networks and, where "
+        "written, groupings, estimates, affinity, split",
+    )
     s.add_argument("sql")
     s.add_argument("--results", default="results")
     s.add_argument("--format", default="table", choices=["table", "csv", "json"])
@@ -232,10 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader left (``taskgroup query ... | head``): stop without a traceback. Python's
+    recipe: point stdout at devnull so the exit-time flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe reports
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Bad input (ConfigError, DatasetError, ExportError, InfeasibleBudget, a malformed
         # number: all ValueErrors) ends in one line, never a traceback; TASKGROUP_DEBUG=1
