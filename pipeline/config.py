@@ -36,7 +36,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     the split to check every task has labels in every split and both classes in train. A
     single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept),
     issued with :func:`warnings.warn`, or passed as text to ``warn`` when given."""
-    config = validate_schema(config)
+    config = validate_schema(config, warn=warn)
     dataset_cfg = config["dataset"]
     if dataset_cfg["name"] not in LOADERS:
         raise ConfigError(f"config key dataset.name: unknown dataset {dataset_cfg['name']!r}")
