@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+CONFIGFILE_HELP = (
+    "the config file(s), merged over ./config.yaml as `snakemake --configfile` run here does "
+    "(a later dataset replaces an earlier one whole; docs/own-data.md)"
+)
+
 # Named queries that read best as a matrix: (row, column, value).
 PIVOTS = {"pairwise_gain": ("task", "partner", "gain")}
 
@@ -79,14 +84,32 @@ def cmd_networks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_line(dataset: dict) -> str:
+    """The effective dataset: its name, its own keys (a table's path, ...) and its tasks."""
+    from .datasets.base import abbreviate
+
+    tasks = dataset["tasks"]
+    keys = {k: v for k, v in dataset.items() if k not in ("name", "tasks", "targets")}
+    shown = "".join(
+        f", {k}: [{abbreviate(v)}]" if isinstance(v, list) else f", {k}: {v}"
+        for k, v in keys.items()
+    )
+    return f"dataset {dataset['name']}{shown}; {len(tasks)} task(s): {abbreviate(tasks)}"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config_file
+    from .config import config_files, load_config_file
     from .strategies import estimates
     from .sweep import method_key, plan_networks, sweep_methods
 
+    files = config_files(args.configfile)
     config = load_config_file(
         args.configfile, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
     )
+    # What snakemake --configfile runs here: the files merged (a later dataset replaces an
+    # earlier one whole), then the dataset and its tasks, before anything is counted.
+    print(f"config: {' + '.join(map(str, files))}")
+    print(_dataset_line(config["dataset"]))
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
     seeds, methods = config["sweep"]["seeds"], sweep_methods(config)
     trainings = len(nets) * len(seeds) * len(methods)
@@ -96,7 +119,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else ""
     )
     print(
-        f"{args.configfile}: valid; {len(config['dataset']['tasks'])} tasks, "
+        f"valid; {len(config['dataset']['tasks'])} tasks, "
         f"{len(nets)} networks x {len(seeds)} seed(s) x {len(methods)} training method(s) "
         f"({', '.join(method_key(a, w) for a, w in methods)}) = {trainings} trainings{later}"
     )
@@ -187,14 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sql)
 
     n = sub.add_parser("networks", help="list the networks a config trains")
-    n.add_argument("--configfile", default="config.yaml")
+    n.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
     n.add_argument("--files", action="store_true", help="also each network's file under runs/")
     n.set_defaults(func=cmd_networks)
 
     v = sub.add_parser(
         "validate", help="check a config (schema, tasks, split) and count its trainings"
     )
-    v.add_argument("--configfile", default="config.yaml")
+    v.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
     v.set_defaults(func=cmd_validate)
 
     x = sub.add_parser(

@@ -18,6 +18,16 @@ class DatasetError(ValueError):
     """A dataset cannot be used as configured; the message names the file, column or task."""
 
 
+def abbreviate(names, limit: int = 10) -> str:
+    """``names`` as a readable list, past ``limit`` its first ones, the count left out and the
+    last: a message about 617 tasks or 2,048 pixels stays one line."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(map(repr, names))
+    head = ", ".join(map(repr, names[: limit - 1]))
+    return f"{head}, ... ({len(names) - limit} more), {names[-1]!r}"
+
+
 def _normalised(name: str) -> str:
     return unicodedata.normalize("NFC", name).strip()
 
