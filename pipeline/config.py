@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
+from .datasets.base import abbreviate
 from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, NEEDS_MLP_TRUNK, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
@@ -94,6 +95,17 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             "(e.g. sweep.orders: [1] with the all-in-one network)"
         )
     check_model(config, data, build=check_data)
+    if check_data and data.dropped_features:
+        message = (
+            f"config key dataset.features: {len(data.dropped_features)} constant feature "
+            f"column(s) dropped (one value in every row of {dataset_cfg['path']}): "
+            f"{abbreviate(data.dropped_features)}; dataset.constant_features: refuse stops "
+            "instead"
+        )
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(DataWarning(message), stacklevel=2)
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
