@@ -98,7 +98,7 @@ def _dataset_line(dataset: dict) -> str:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import config_files, load_config_file
+    from .config import config_files, load_config_file, sizes_note
     from .strategies import estimates
     from .sweep import method_key, plan_networks, sweep_methods
 
@@ -110,6 +110,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     # earlier one whole), then the dataset and its tasks, before anything is counted.
     print(f"config: {' + '.join(map(str, files))}")
     print(_dataset_line(config["dataset"]))
+    print(sizes_note(config))
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
     seeds, methods = config["sweep"]["seeds"], sweep_methods(config)
     trainings = len(nets) * len(seeds) * len(methods)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from .options import (  # noqa: F401
 )
 from .split import check_split, make_split
 from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
-from .sweep import count_networks, sweep_methods
+from .sweep import count_networks, half_deploy_cost, resolve_sizes, sweep_methods
 from .weighting import WEIGHTINGS
 
 
@@ -76,6 +77,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     selected = set(tasks)
     config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
     config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
+    _resolve_sizes(config, len(tasks), warn)
     too_big = [o for o in first_stage_orders(config["sweep"]) if o > len(tasks)]
     if too_big:
         raise ConfigError(
@@ -122,6 +124,43 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             else:
                 warnings.warn(DataWarning(message), stacklevel=2)
     return config
+
+
+def _resolve_sizes(config: dict, n_tasks: int, warn) -> None:
+    """``sweep.sizes: auto`` as the list it means; a listed half size no budget can deploy is
+    a warning (its trainings serve nothing)."""
+    sweep, selection = config["sweep"], config["selection"]
+    budgets, tolerance = selection["budgets"], selection["cost_tolerance"]
+    listed = sweep["sizes"]
+    sweep["sizes"] = resolve_sizes(n_tasks, sweep, budgets, tolerance)
+    need = half_deploy_cost(n_tasks, sweep)
+    if listed != "auto" and "half" in listed and max(budgets) + tolerance < need < math.inf:
+        message = (
+            f"config key sweep.sizes: half-width networks are listed but no budget can deploy "
+            f"one (a grouping holding one costs at least {need:g} units, the largest budget is "
+            f"{max(budgets):g}): {n_tasks} trainings serve nothing; sweep.sizes: auto skips them"
+        )
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(DataWarning(message), stacklevel=3)
+
+
+def sizes_note(config: dict) -> str:
+    """One line on the sizes a resolved config trains and why (validate prints it)."""
+    n_tasks, sweep = len(config["dataset"]["tasks"]), config["sweep"]
+    need, top = half_deploy_cost(n_tasks, sweep), max(config["selection"]["budgets"])
+    if need == math.inf:
+        return f"sizes {', '.join(sweep['sizes'])}: no single-task networks (sweep.orders)"
+    if "half" in sweep["sizes"]:
+        return (
+            f"sizes {', '.join(sweep['sizes'])}: a grouping with a half-width single-task "
+            f"network costs at least {need:g} units, within the largest budget {top:g}"
+        )
+    return (
+        f"sizes {', '.join(sweep['sizes'])}: no half-width networks; a grouping with one costs "
+        f"at least {need:g} units, more than the largest budget {top:g}"
+    )
 
 
 def check_model(config: dict, data, build: bool = True) -> None:

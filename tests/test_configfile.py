@@ -85,7 +85,8 @@ def test_own_folder_snakemake_and_validate_agree(tmp_path: Path) -> None:
     out = _validate(own, "--configfile", "x.yaml").splitlines()
     assert out[0] == "config: config.yaml + x.yaml"
     assert out[1].startswith("dataset table, ") and out[1].endswith("2 task(s): 'c', 'd'")
-    assert out[2].startswith("valid; 2 tasks, 3 networks")
+    assert out[2].startswith("sizes full: ")  # listed in config.yaml
+    assert out[3].startswith("valid; 2 tasks, 3 networks")
     # The rest is merged key by key: config.yaml's sweep, x.yaml's epochs.
     config = load_config_file(own / "x.yaml", check_data=False, base=own / "config.yaml")
     assert config["training"]["epochs"] == 2 and config["sweep"]["all_in_one"] is False
