@@ -77,11 +77,18 @@ def cmd_networks(args: argparse.Namespace) -> int:
     from .config import load_config_file
     from .sweep import plan_networks
 
-    config = load_config_file(args.configfile, check_data=False)
+    config = load_config_file(args.configfile, check_data=False, base=_base(args))
     for net in plan_networks(config["dataset"]["tasks"], config["sweep"]):
         # File stems may be hashes (odd or many task names): --files says which is which.
         print(f"{net.size}/{net.stem}.parquet\t{net.name}" if args.files else net.name)
     return 0
+
+
+def _base(args: argparse.Namespace) -> str | None:
+    """The first config layer, ./config.yaml, unless --replace-workflow-config (Snakemake's)."""
+    from .config import WORKFLOW_CONFIGFILE
+
+    return None if getattr(args, "replace_workflow_config", False) else WORKFLOW_CONFIGFILE
 
 
 def _dataset_line(dataset: dict) -> str:
@@ -102,9 +109,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .strategies import estimates
     from .sweep import method_key, plan_networks, sweep_methods
 
-    files = config_files(args.configfile)
+    files = config_files(args.configfile, base=_base(args))
     config = load_config_file(
-        args.configfile, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
+        args.configfile,
+        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+        base=_base(args),
     )
     # What snakemake --configfile runs here: the files merged (a later dataset replaces an
     # earlier one whole), then the dataset and its tasks, before anything is counted.
@@ -212,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("networks", help="list the networks a config trains")
     n.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
+    n.add_argument(
+        "--replace-workflow-config", action="store_true",
+        help="leave ./config.yaml out, as snakemake --replace-workflow-config does",
+    )  # fmt: skip
     n.add_argument("--files", action="store_true", help="also each network's file under runs/")
     n.set_defaults(func=cmd_networks)
 
@@ -219,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check a config (schema, tasks, split) and count its trainings"
     )
     v.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
+    v.add_argument(
+        "--replace-workflow-config", action="store_true",
+        help="leave ./config.yaml out, as snakemake --replace-workflow-config does",
+    )  # fmt: skip
     v.set_defaults(func=cmd_validate)
 
     x = sub.add_parser(

@@ -114,3 +114,14 @@ def test_merge_rule() -> None:
     assert merged["training"] == {"epochs": 3, "lr": 0.1}  # mappings merge key by key
     assert merged["selection"]["budgets"] == [4]  # lists are values: replaced
     assert layers[0]["training"] == {"epochs": 1, "lr": 0.1}  # the layers are untouched
+
+
+def test_replace_workflow_config_leaves_the_folder_config_out(tmp_path: Path) -> None:
+    own = _folder(tmp_path)
+    flags = ("--configfile", "x.yaml", "--replace-workflow-config")
+    trained = _dry_run_networks(own, "--snakefile", str(REPO / "Snakefile"), *flags)
+    # x.yaml alone: the schema's defaults (half-width singles, the all-in-one network), not
+    # config.yaml's sizes [full] and all_in_one false.
+    assert trained == {"full/c", "full/d", "half/c", "half/d", "full/c+d"}
+    assert _networks(own, *flags) == trained
+    assert _validate(own, *flags).splitlines()[0] == "config: x.yaml"
