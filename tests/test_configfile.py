@@ -125,3 +125,12 @@ def test_replace_workflow_config_leaves_the_folder_config_out(tmp_path: Path) ->
     assert trained == {"full/c", "full/d", "half/c", "half/d", "full/c+d"}
     assert _networks(own, *flags) == trained
     assert _validate(own, *flags).splitlines()[0] == "config: x.yaml"
+
+
+def test_validate_abbreviates_hundreds_of_tasks() -> None:
+    from pipeline.cli import _dataset_line
+
+    tasks = [f"assay_{i}" for i in range(617)]
+    line = _dataset_line({"name": "toxcast", "tasks": tasks})
+    assert line.startswith("dataset toxcast; 617 task(s): 'assay_0', 'assay_1', ")
+    assert line.endswith("'assay_8', ... (607 more), 'assay_616'") and len(line) < 200
