@@ -10,7 +10,7 @@ from snakemake.logging import logger
 # The package is importable from a plain clone too (no install needed to read the workflow).
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from pipeline.config import ConfigError, resolve_config
+from pipeline.config import ConfigError, merge_config_layers, resolve_config
 from pipeline.datasets import split_params
 from pipeline.jobs import (
     affinity_job,
@@ -31,12 +31,37 @@ from pipeline.sweep import (
     sweep_methods,
 )
 
+
+def config_layers():
+    """The config's layers in Snakemake's order: the Snakefile's configfile (unless
+    --replace-workflow-config), each --configfile, then --config. Job processes get the same
+    files and --config, so they rebuild the same config."""
+    from snakemake.common.configfile import load_configfile
+
+    given = list(workflow.overwrite_configfiles)
+    # workflow.configfiles: the --configfile files, then the configfile: directive's.
+    directive = list(workflow.configfiles)[len(given) :]
+    if workflow.config_settings.replace_workflow_config:
+        directive = []
+    layers = [load_configfile(str(path)) for path in [*directive, *given]]
+    if workflow.config_settings.config:
+        layers.append(dict(workflow.config_settings.config))
+    return layers
+
+
+# Snakemake merged the layers key by key, datasets too (two tables' targets would mix): merge
+# them again with a later dataset replacing the earlier whole, as `taskgroup validate` does
+# (pipeline.config.merge_config_layers).
+_layers = config_layers()
+_effective = merge_config_layers(_layers) if _layers else dict(config)
+config.clear()
+
 try:
     # The data checks (labels and classes per split) load the dataset: once, in the main
     # process; jobs re-reading the workflow skip them. Data warnings (a single class in val or
     # test: NaN ROC-AUC there) are printed, not fatal.
     _resolved = resolve_config(
-        config,
+        _effective,
         check_data=workflow.is_main_process,
         warn=lambda message: logger.warning(f"taskgroup warning: {message}"),
     )

@@ -180,7 +180,7 @@ def _independent(cand: Candidates, settings: Settings) -> list[Outcome]:
             b,
             cand,
             baselines.independent(cand, b, settings.cost_tolerance),
-            "no one-size set of single-task networks fits the budget",
+            baselines.independent_infeasible(cand, b),
         )
         for b in settings.budgets
     ]
