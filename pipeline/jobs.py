@@ -42,22 +42,40 @@ def select_job(input, output, params, log, threads) -> None:
 
 
 def affinity_job(input, output, params, log) -> None:
-    from .closed_loop import concat_affinity
+    from .strategies.tag import concat_affinity
 
     rows = concat_affinity(list(input.affinity), output.affinity)
     with open(log[0], "w") as fh:
         print(f"{len(input.affinity)} files, {rows} rows", file=fh)
 
 
-def candidates_job(input, output, params, log) -> None:
-    from .closed_loop import candidates_job as decide
+def estimate_job(input, output, params, log) -> None:
+    """A strategy's estimation job (estimation "job"): one training method and seed."""
+    from .strategies import build_strategy
 
-    decide(input, output, params, log)
+    build_strategy(params.sweep).estimate(_named(input), output.estimate, params.settings, log[0])
+
+
+def groups_job(input, output, params, log) -> None:
+    """The groups checkpoint: the strategy decides which groups to train for the budgets."""
+    from .strategies import build_strategy
+    from .strategies.groups import write_decided_groups
+
+    strategy = build_strategy(params.sweep)
+    named = _named(input)
+    estimates = list(named.get("estimates", []))
+    metrics = list(named.get("metrics", []))
+    decided = strategy.decide(estimates, metrics, params.tasks, params.selection)
+    decided = {"strategy": strategy.name, "estimate": strategy.estimate_description,
+               "method": params.method, "tasks": list(params.tasks), **decided}  # fmt: skip
+    write_decided_groups(decided, output.groups)
+    with open(log[0], "w") as fh:
+        print(f"{strategy.name}: {len(decided['networks'])} decided group(s)", file=fh)
 
 
 def estimates_job(input, output, params, log) -> None:
-    from .closed_loop import estimates_report
+    from .strategies.report import estimates_report
 
-    estimates_report(input.metrics, list(input.candidates), output.table, output.summary)
+    estimates_report(input.metrics, list(input.groups), output.table, output.summary)
     with open(log[0], "w") as fh:
-        print(f"estimates vs measured for {len(input.candidates)} method(s)", file=fh)
+        print(f"estimates vs measured for {len(input.groups)} method(s)", file=fh)

@@ -189,7 +189,7 @@ AFFINITY = pa.schema(
     metadata={"taskgroup.table": "affinity", "taskgroup.schema_version": SCHEMA_VERSION},
 )
 
-# Each candidate group of an estimating strategy: its estimated benefit next to its measured one.
+# Each decided group of an estimating strategy: its estimated benefit next to its measured one.
 ESTIMATES = pa.schema(
     [
         pa.field("architecture", pa.string(), nullable=False),

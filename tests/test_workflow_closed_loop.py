@@ -20,9 +20,9 @@ TAG = {"sweep": {"orders": [1, 2], "all_in_one": True, "sizes": ["full", "half"]
        "selection": {"budgets": [1, 2]}}  # fmt: skip
 
 
-def _candidates(workdir: Path) -> list[tuple[str, ...]]:
+def _decided_groups(workdir: Path) -> list[tuple[str, ...]]:
     decided = json.loads(
-        (workdir / "results/candidates/hard_sharing-equal.json").read_text(encoding="utf-8")
+        (workdir / "results/groups/hard_sharing-equal.json").read_text(encoding="utf-8")
     )
     return [tuple(n["tasks"]) for n in decided["networks"]]
 
@@ -44,18 +44,18 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     assert min(affinity["steps"].to_pylist()) > 0
 
     # Budget 2 buys at most two groups: the planted clusters (tasks c<cluster>t<k>).
-    candidates = _candidates(tmp_path)
-    assert ("c0t0", "c0t1") in candidates and ("c1t0", "c1t1") in candidates
-    assert all(len(c) >= 2 for c in candidates)
+    decided = _decided_groups(tmp_path)
+    assert ("c0t0", "c0t1") in decided and ("c1t0", "c1t1") in decided
+    assert all(len(c) >= 2 for c in decided)
     # Trained: the singles at both sizes, the all-in-one (the estimation run) and the
-    # candidates; no other pair or triple.
+    # decided; no other pair or triple.
     expected = {((t,), s) for t in tasks for s in ("full", "half")} | {(tasks, "full")}
-    expected |= {(c, "full") for c in candidates}
+    expected |= {(c, "full") for c in decided}
     assert _trained_task_sets(tmp_path) == expected
 
     estimates = pq.read_table(results / "estimates.parquet")
     assert estimates.schema.equals(ESTIMATES, check_metadata=False)
-    assert {tuple(t) for t in estimates["tasks"].to_pylist()} == set(candidates)
+    assert {tuple(t) for t in estimates["tasks"].to_pylist()} == set(decided)
     assert all(v is not None for v in estimates["measured_test_gain"].to_pylist())
     assert "estimated" in (results / "estimates.md").read_text(encoding="utf-8")
     # The solve ran over measured results: OS at budget 2 may use a candidate pair.
@@ -73,7 +73,7 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     after = network_files(tmp_path)
     assert all(after[f] == mtime for f, mtime in before.items())
     new = set(after) - set(before)
-    assert {(c, "full") for c in _candidates(tmp_path)} <= _trained_task_sets(tmp_path)
+    assert {(c, "full") for c in _decided_groups(tmp_path)} <= _trained_task_sets(tmp_path)
     assert all("/full/" in f for f in new)
 
 
@@ -90,8 +90,8 @@ def test_sampled_loop_trains_subsets_then_the_groups_of_their_affinity(tmp_path)
         any({a, b} <= set(s) for s in subsets)
         for a, b in [("c0t0", "c0t1"), ("c0t0", "c1t1"), ("c1t0", "c1t1")]
     )
-    candidates = _candidates(tmp_path)
-    assert candidates and {(c, "full") for c in candidates} <= trained
+    decided = _decided_groups(tmp_path)
+    assert decided and {(c, "full") for c in decided} <= trained
     assert not (tmp_path / "results/affinity.parquet").exists()  # no TAG estimation here
     estimates = pq.read_table(tmp_path / "results/estimates.parquet").to_pandas()
     assert set(estimates["strategy"]) == {"sampled"}
@@ -112,11 +112,11 @@ def test_pairs_loop_trains_what_hoa_picks_from_the_pairs(tmp_path) -> None:
     write_config(tmp_path, pairs)
     snakemake(tmp_path)
     trained = _trained_task_sets(tmp_path)
-    candidates = _candidates(tmp_path)
+    decided = _decided_groups(tmp_path)
     # HOA only adds task sets of 3+ tasks; each is then trained for real.
-    assert candidates and all(len(c) >= 3 for c in candidates)
-    assert {(c, "full") for c in candidates} <= trained
-    assert {len(t) for t, _ in trained} == {1, 2} | {len(c) for c in candidates}
+    assert decided and all(len(c) >= 3 for c in decided)
+    assert {(c, "full") for c in decided} <= trained
+    assert {len(t) for t, _ in trained} == {1, 2} | {len(c) for c in decided}
     estimates = pq.read_table(tmp_path / "results/estimates.parquet").to_pandas()
     # HOA's estimate is a validation gain, like the measured one.
     assert estimates["estimated_benefit"].notna().all()
