@@ -34,7 +34,8 @@ def select_job(input, output, params, log, threads) -> None:
     from .selection import run_selection
 
     try:
-        run_selection(input.metrics, params.selection, output, params.tasks, log[0])
+        groups = list(_named(input).get("groups", []))
+        run_selection(input.metrics, params.selection, output, params.tasks, log[0], groups)
     except Exception as err:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)
@@ -57,20 +58,35 @@ def estimate_job(input, output, params, log) -> None:
 
 
 def groups_job(input, output, params, log) -> None:
-    """The groups checkpoint: the strategy decides which groups to train for the budgets."""
+    """The groups checkpoint: the strategy decides which groups to train for the budgets and,
+    with selection.controls, random control groups of the same sizes
+    (pipeline/strategies/controls.py)."""
     from .strategies import build_strategy
+    from .strategies.controls import draw_controls
     from .strategies.groups import write_decided_groups
+    from .sweep import Network
 
-    strategy = build_strategy(params.sweep)
+    strategy = build_strategy(params.sweep, params.tasks)
     named = _named(input)
     estimates = list(named.get("estimates", []))
     metrics = list(named.get("metrics", []))
     decided = strategy.decide(estimates, metrics, params.tasks, params.selection)
+    first_stage = {net.name for net in strategy.first_stage(params.tasks) if len(net.tasks) > 1}
+    for entry in decided["networks"]:
+        entry["first_stage"] = Network(tuple(entry["tasks"]), entry["size"]).name in first_stage
+    if params.selection.get("controls", True):
+        decided["controls"] = draw_controls(
+            decided["networks"], params.tasks, first_stage, params.selection["random_seed"]
+        )
     decided = {"strategy": strategy.name, "estimate": strategy.estimate_description,
                "method": params.method, "tasks": list(params.tasks), **decided}  # fmt: skip
     write_decided_groups(decided, output.groups)
     with open(log[0], "w") as fh:
-        print(f"{strategy.name}: {len(decided['networks'])} decided group(s)", file=fh)
+        print(
+            f"{strategy.name}: {len(decided['networks'])} decided group(s), "
+            f"{len(decided.get('controls', []))} control(s)",
+            file=fh,
+        )
 
 
 def estimates_job(input, output, params, log) -> None:

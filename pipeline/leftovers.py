@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .strategies import estimates, read_decided_groups
+from .strategies.controls import read_controls
 from .sweep import method_key, plan_networks, sweep_methods
 
 # Per-network folders under results_dir, and the suffix of each one's files.
@@ -27,7 +28,7 @@ def expected_network_paths(config: dict) -> set[str]:
         decided = []
         groups = results / "groups" / f"{method}.json"
         if estimates(config["sweep"]) and groups.exists():
-            decided = read_decided_groups(groups)
+            decided = [*read_decided_groups(groups), *read_controls(groups)]
         for seed in config["sweep"]["seeds"]:
             for net in [*nets, *decided]:
                 expected.add(f"{method}/seed{seed}/{net.size}/{net.stem}")

@@ -23,6 +23,7 @@ from pipeline.jobs import (
     train_job,
 )
 from pipeline.strategies import build_strategy, read_decided_groups
+from pipeline.strategies.controls import read_controls
 from pipeline.sweep import (
     Network,
     method_key,
@@ -87,14 +88,15 @@ def groups_file(method):
 
 
 def second_stage(method):
-    """The networks the checkpoint decided to train for ``method`` (none before it ran), less
-    those the first stage trains anyway."""
+    """The networks the checkpoint decided to train for ``method`` (none before it ran): the
+    decided groups and their random controls, less those the first stage trains anyway."""
     path = groups_file(method)
     if not ESTIMATES or not os.path.exists(path):
         return []
+    decided = [*read_decided_groups(path), *read_controls(path)]
     return [
         net
-        for net in read_decided_groups(path)
+        for net in dict.fromkeys(decided)
         if (net.size, net.stem) not in NETWORK_BY_STEM
     ]
 

@@ -95,7 +95,8 @@ if ESTIMATES:
             mem_mb=4000,
             runtime=30,
         params:
-            sweep={"strategy": STRATEGY.name, STRATEGY.name: STRATEGY.options},
+            # The whole sweep: the controls avoid the first stage's networks.
+            sweep=config["sweep"],
             tasks=TASKS,
             selection=config["selection"],
             method=lambda w: f"{w.architecture}-{w.weighting}",

@@ -4,6 +4,8 @@
 rule select:
     input:
         metrics=rules.collect.output.parquet,
+        # An estimating strategy's decided groups and controls: the control's pool.
+        groups=[groups_file(method) for method in METHODS] if ESTIMATES else [],
     output:
         groupings=f"{RESULTS}/groupings.parquet",
         plot=report(

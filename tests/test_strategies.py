@@ -58,8 +58,8 @@ def test_unknown_strategy_is_refused_naming_the_key() -> None:
 
 def test_unknown_strategy_option_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError) as err:
-        resolve_config({"dataset": {"name": "tox21"},
-                        "sweep": {"strategy": "tag", "tag": {"evry": 2}}}, check_data=False)  # fmt: skip
+        sweep = {"strategy": "tag", "tag": {"evry": 2}}
+        resolve_config({"dataset": {"name": "tox21"}, "sweep": sweep}, check_data=False)
     assert "sweep.tag" in str(err.value) and "evry" in str(err.value)
 
 
@@ -68,3 +68,32 @@ def test_a_strategy_that_estimates_nothing_refuses_to_decide() -> None:
     assert not exhaustive.estimates and exhaustive.estimation is None
     with pytest.raises(NotImplementedError, match="exhaustive"):
         exhaustive.decide([], [], TASKS, {})
+
+
+def test_controls_match_the_decided_sizes_and_are_drawn_deterministically() -> None:
+    from pipeline.strategies.controls import draw_controls
+    from pipeline.sweep import Network
+
+    tasks = [f"t{i}" for i in range(30)]
+    decided = [{"tasks": tasks[:5], "size": "full"}, {"tasks": tasks[5:7], "size": "full"},
+               {"tasks": tasks, "size": "full"}]  # fmt: skip
+    first_stage = {Network(tuple(tasks), "full").name}  # the all-in-one: no control for it
+    controls = draw_controls(decided, tasks, first_stage, seed=3)
+    assert [len(c["tasks"]) for c in controls] == [5, 2]
+    assert [c["matches"] for c in controls] == [tasks[:5], tasks[5:7]]
+    assert controls == draw_controls(decided, tasks, first_stage, seed=3)
+    assert controls != draw_controls(decided, tasks, first_stage, seed=4)
+    # Task sets in the dataset's order, none a decided group, none shared.
+    for c in controls:
+        assert c["tasks"] == sorted(c["tasks"], key=tasks.index)
+        assert c["tasks"] not in (tasks[:5], tasks[5:7]) and not c["shared"]
+
+
+def test_a_control_repeats_a_decided_group_only_when_no_other_set_exists() -> None:
+    from pipeline.strategies.controls import draw_controls
+
+    tasks = ["a", "b", "c"]
+    decided = [{"tasks": ["a", "b"], "size": "full"}, {"tasks": ["b", "c"], "size": "full"},
+               {"tasks": ["a", "c"], "size": "full"}]  # fmt: skip
+    controls = draw_controls(decided, tasks, set(), seed=0)
+    assert len(controls) == 3 and all(c["shared"] for c in controls)

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.schema import AFFINITY, ESTIMATES
+from pipeline.sweep import Network
 from workflow import network_files, snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -25,6 +26,13 @@ def _decided_groups(workdir: Path) -> list[tuple[str, ...]]:
         (workdir / "results/groups/hard_sharing-equal.json").read_text(encoding="utf-8")
     )
     return [tuple(n["tasks"]) for n in decided["networks"]]
+
+
+def _controls(workdir: Path) -> list[dict]:
+    decided = json.loads(
+        (workdir / "results/groups/hard_sharing-equal.json").read_text(encoding="utf-8")
+    )
+    return decided.get("controls", [])
 
 
 def _trained_task_sets(workdir: Path) -> set[tuple[tuple[str, ...], str]]:
@@ -47,10 +55,16 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     decided = _decided_groups(tmp_path)
     assert ("c0t0", "c0t1") in decided and ("c1t0", "c1t1") in decided
     assert all(len(c) >= 2 for c in decided)
-    # Trained: the singles at both sizes, the all-in-one (the estimation run) and the
-    # decided; no other pair or triple.
+    # The random controls: one per decided group beyond the first stage, of its size.
+    controls = _controls(tmp_path)
+    second = sorted(len(c) for c in decided if c != tasks)
+    assert sorted(len(c["tasks"]) for c in controls) == second
+    assert all(len(c["matches"]) == len(c["tasks"]) for c in controls)
+    # Trained: the singles at both sizes, the all-in-one (the estimation run), the decided
+    # groups and the controls; no other pair or triple.
     expected = {((t,), s) for t in tasks for s in ("full", "half")} | {(tasks, "full")}
     expected |= {(c, "full") for c in decided}
+    expected |= {(tuple(c["tasks"]), "full") for c in controls}
     assert _trained_task_sets(tmp_path) == expected
 
     estimates = pq.read_table(results / "estimates.parquet")
@@ -61,6 +75,18 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     # The solve ran over measured results: OS at budget 2 may use a candidate pair.
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
     assert {1.0, 2.0} <= set(groupings["budget"])
+    # The control's own exact solve at every budget, over its pool only: never a decided
+    # group that is not also a control; the strategy's answer never a control-only network.
+    control = groupings[groupings["selection_method"] == "control"]
+    assert set(control["budget"]) == {1.0, 2.0} and (control["status"] == "ok").all()
+    names = {Network(tuple(c["tasks"]), "full").name for c in controls}
+    only_decided = {Network(c, "full").name for c in decided if c != tasks} - names
+    assert not {n for ns in control["networks"] for n in ns} & only_decided
+    optimal = groupings[groupings["selection_method"] == "optimal"]
+    assert not {n for ns in optimal["networks"] for n in ns} & (names - only_decided)
+    summary = (results / "summary.md").read_text(encoding="utf-8")
+    assert "Against a random control (tag)" in summary and "share earned" in summary
+    assert "Controls' compute: 2 network(s) x 1 seed(s) = 2 training(s)" in summary
 
     # Nothing changed: nothing to do.
     before = network_files(tmp_path)
@@ -108,7 +134,7 @@ def test_sampled_with_too_few_subsets_is_refused_naming_the_key(tmp_path) -> Non
 
 def test_pairs_loop_trains_what_hoa_picks_from_the_pairs(tmp_path) -> None:
     pairs = {"sweep": {**TAG["sweep"], "strategy": "pairs", "all_in_one": False},
-             "selection": {"budgets": [2, 3]}}  # fmt: skip
+             "selection": {"budgets": [2, 3], "controls": False}}  # fmt: skip
     write_config(tmp_path, pairs)
     snakemake(tmp_path)
     trained = _trained_task_sets(tmp_path)
@@ -118,6 +144,11 @@ def test_pairs_loop_trains_what_hoa_picks_from_the_pairs(tmp_path) -> None:
     assert {(c, "full") for c in decided} <= trained
     assert {len(t) for t, _ in trained} == {1, 2} | {len(c) for c in decided}
     estimates = pq.read_table(tmp_path / "results/estimates.parquet").to_pandas()
+    # selection.controls off: no control is drawn, trained or solved.
+    assert _controls(tmp_path) == []
+    groupings = pq.read_table(tmp_path / "results/groupings.parquet").to_pandas()
+    assert "control" not in set(groupings["selection_method"])
+    assert "random control" not in (tmp_path / "results/summary.md").read_text(encoding="utf-8")
     # HOA's estimate is a validation gain, like the measured one.
     assert estimates["estimated_benefit"].notna().all()
     assert estimates["measured_val_gain"].notna().all()

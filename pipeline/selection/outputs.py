@@ -26,6 +26,7 @@ LABELS = {
     "independent_mix": "independent (mixed sizes)",
     "random": "random",
     "worst": "worst",
+    "control": "random control (trained)",
 }
 
 
@@ -114,11 +115,12 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         "independent_mix": "<--",
         "random": "x:",
         "worst": "+:",
+        "control": "P-.",
     }
     objective = frame["objective"].iloc[0] if len(frame) else "sum"
     for ax, (arch, weighting) in zip(axes[0], panels):
         panel = totals[(totals["architecture"] == arch) & (totals["weighting"] == weighting)]
-        for method in METHODS + BASELINES:
+        for method in (*METHODS, *BASELINES, "control"):
             line = panel[panel["selection_method"] == method]
             if line.empty:
                 continue
@@ -307,6 +309,7 @@ def summary_markdown(
     settings: Settings,
     excluded: pd.DataFrame,
     source: str,
+    sections: list[str] | None = None,
 ) -> str:
     """Which tasks train together at each budget, per method, whether it beats baselines by
     more than the seed noise, and which answers are not proven optimal."""
@@ -322,7 +325,10 @@ def summary_markdown(
         tolerance=f"{settings.cost_tolerance:g}",
         cost_unit=results[0][0].cost_unit if results else "—",
         cost_model=settings.cost,
-        methods="\n".join(_method_section(c, s, settings, excluded) for c, s in results),
+        methods="\n".join(
+            _method_section(c, s, settings, excluded) + extra
+            for (c, s), extra in zip(results, sections or [""] * len(results))
+        ),
     )
 
 

@@ -32,6 +32,8 @@ class Settings:
     objective: str = "sum"
     random_samples: int = 1000
     random_seed: int = 0
+    # Solve over an estimating strategy's random controls too (selection.controls; controls.py).
+    controls: bool = True
     # Absolute slack on every budget. A multi-task network's extra heads cost a rounding error
     # of the shared trunk (a 12-task network costs 1.0095); Standley counts every full network
     # as 1, so "budget 1 buys the all-in-one network" must survive that rounding.
