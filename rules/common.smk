@@ -89,7 +89,8 @@ def groups_file(method):
 
 def second_stage(method):
     """The networks the checkpoint decided to train for ``method`` (none before it ran): the
-    decided groups and their random controls, less those the first stage trains anyway."""
+    decided groups and their random controls, less those the first stage trains anyway.
+    """
     path = groups_file(method)
     if not ESTIMATES or not os.path.exists(path):
         return []
