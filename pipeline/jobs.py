@@ -35,7 +35,9 @@ def select_job(input, output, params, log, threads) -> None:
 
     try:
         groups = list(_named(input).get("groups", []))
-        run_selection(input.metrics, params.selection, output, params.tasks, log[0], groups)
+        run_selection(
+            input.metrics, params.selection, output, params.tasks, log[0], groups, params.strategy
+        )
     except Exception as err:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)
@@ -90,8 +92,17 @@ def groups_job(input, output, params, log) -> None:
 
 
 def estimates_job(input, output, params, log) -> None:
-    from .strategies.report import estimates_report
+    from .strategies.report import estimate_picture, estimates_report
 
     estimates_report(input.metrics, list(input.groups), output.table, output.summary)
+    named = _named(input)
+    shown = estimate_picture(
+        input.metrics,
+        input.groups[0],
+        list(named.get("estimates", [])),
+        list(named.get("first_stage", [])),
+        output.picture,
+    )
     with open(log[0], "w") as fh:
         print(f"estimates vs measured for {len(input.groups)} method(s)", file=fh)
+        print(f"picture of {input.groups[0]}: {shown}", file=fh)

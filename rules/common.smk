@@ -172,6 +172,19 @@ def group_inputs(wildcards):
     }
 
 
+def picture_inputs(wildcards):
+    """What the picture of the first training method's estimate is drawn from: its estimate
+    files, or (estimate made inside the checkpoint) its first-stage metrics."""
+    method = METHODS[0]
+    if STRATEGY.estimation is not None:
+        return {"estimates": [estimate_file(method, seed) for seed in SEEDS]}
+    return {
+        "first_stage": [
+            network_file(net, seed, method) for seed in SEEDS for net in NETWORKS
+        ]
+    }
+
+
 def pending_trainings():
     """The trainings this Snakemake process still has to run, for packed training
     (pipeline.packing). Only a local run's process sees the sweep's DAG: a cluster job

@@ -103,9 +103,11 @@ if ESTIMATES:
         run:
             groups_job(input, output, params, log)
 
-    # Each decided group's estimated benefit next to its measured one.
+    # Each decided group's estimated benefit next to its measured one, and the picture of
+    # the first training method's estimate.
     rule estimates:
         input:
+            unpack(picture_inputs),
             metrics=rules.collect.output.parquet,
             groups=[groups_file(method) for method in METHODS],
         output:
@@ -113,6 +115,11 @@ if ESTIMATES:
             summary=report(
                 f"{RESULTS}/estimates.md",
                 caption="../report/estimates.rst",
+                category="Grouping",
+            ),
+            picture=report(
+                f"{RESULTS}/estimate_matrix.png",
+                caption="../report/estimate_matrix.rst",
                 category="Grouping",
             ),
         log:

@@ -26,5 +26,11 @@ rule select:
     params:
         selection=config["selection"],
         tasks=TASKS,
+        strategy={
+            "name": STRATEGY.name,
+            "estimates": STRATEGY.estimates,
+            "estimate": STRATEGY.estimate_description,
+            "trains_pairs": STRATEGY.trains_pairs,
+        },
     run:
         select_job(input, output, params, log, threads)

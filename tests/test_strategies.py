@@ -97,3 +97,45 @@ def test_a_control_repeats_a_decided_group_only_when_no_other_set_exists() -> No
                {"tasks": ["a", "c"], "size": "full"}]  # fmt: skip
     controls = draw_controls(decided, tasks, set(), seed=0)
     assert len(controls) == 3 and all(c["shared"] for c in controls)
+
+
+def test_the_estimate_picture_stays_legible_at_617_tasks(tmp_path) -> None:
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    from pipeline.strategies.picture import grouping_order, plot_matrices
+
+    tasks = [f"assay_{i:03d}" for i in range(617)]
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 32, len(tasks))
+    grouping = {"n_groups_used": 32, "max_groups": 32,
+                "serving_group": {t: int(g) for t, g in zip(tasks, labels)}}  # fmt: skip
+    order, blocks = grouping_order(tasks, [grouping], None)
+    assert sorted(order) == list(range(617)) and len(blocks) == len(set(labels.tolist()))
+    # Each block holds exactly one group's tasks, larger groups first.
+    sizes = [stop - start for start, stop in blocks]
+    assert sizes == sorted(sizes, reverse=True) and sum(sizes) == 617
+    for start, stop in blocks:
+        assert len({int(labels[i]) for i in order[start:stop]}) == 1
+    matrix = rng.normal(0, 5e-6, (617, 617)) * 1e6
+    path = tmp_path / "matrix.png"
+    plot_matrices([("estimate (tag)", matrix, "ppm")], tasks, order, blocks, path, "617 tasks")
+    height, width = mpimg.imread(path).shape[:2]
+    assert width <= 1000 and height <= 1000  # one figure, not one row per task
+
+
+def test_without_a_grouping_the_order_is_a_clustering() -> None:
+    import numpy as np
+
+    from pipeline.strategies.picture import grouping_order
+
+    tasks = list("abcdef")
+    matrix = np.full((6, 6), -1.0)
+    for group in ([0, 3, 5], [1, 2, 4]):
+        for i in group:
+            for j in group:
+                matrix[i, j] = 1.0
+    order, blocks = grouping_order(tasks, None, matrix)
+    assert not blocks
+    halves = {frozenset(order[:3]), frozenset(order[3:])}
+    assert halves == {frozenset({0, 3, 5}), frozenset({1, 2, 4})}

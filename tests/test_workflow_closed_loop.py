@@ -71,7 +71,14 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     assert estimates.schema.equals(ESTIMATES, check_metadata=False)
     assert {tuple(t) for t in estimates["tasks"].to_pylist()} == set(decided)
     assert all(v is not None for v in estimates["measured_test_gain"].to_pylist())
-    assert "estimated" in (results / "estimates.md").read_text(encoding="utf-8")
+    # Readable units, stated: TAG's ~1e-4 affinities in parts per million, gains in %.
+    text = (results / "estimates.md").read_text(encoding="utf-8")
+    assert set(estimates["estimate_unit"].to_pylist()) == {
+        "ppm of the member's loss per lookahead step"
+    }
+    assert "unit: **ppm" in text and "measured val gain (%)" in text and "+0.0000" not in text
+    assert min(abs(v) for v in estimates["estimated_benefit"].to_pylist()) > 1
+    assert (results / "estimate_matrix.png").stat().st_size > 0
     # The solve ran over measured results: OS at budget 2 may use a candidate pair.
     groupings = pq.read_table(results / "groupings.parquet").to_pandas()
     assert {1.0, 2.0} <= set(groupings["budget"])
@@ -87,6 +94,10 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     summary = (results / "summary.md").read_text(encoding="utf-8")
     assert "Against a random control (tag)" in summary and "share earned" in summary
     assert "Controls' compute: 2 network(s) x 1 seed(s) = 2 training(s)" in summary
+    # The summary names the strategy and what is measured; HOA (no pairs) is left out, said once.
+    assert "Strategy: **tag**" in summary and "below is **measured**" in summary
+    assert summary.count("left out: Standley's HOA") == 1
+    assert set(groupings[groupings["selection_method"] == "hoa"]["status"]) == {"unavailable"}
 
     # Nothing changed: nothing to do.
     before = network_files(tmp_path)

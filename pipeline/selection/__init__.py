@@ -66,6 +66,7 @@ def _solve_and_write(
     source: str,
     pools: dict | None = None,
     seconds: pd.DataFrame | None = None,
+    strategy: dict | None = None,
 ) -> pd.DataFrame:
     if frames.candidates.empty:
         raise ValueError(
@@ -78,7 +79,7 @@ def _solve_and_write(
         if mine is not None:
             # The strategy's answer never uses a control; the control's never a decided group.
             cand, control = controls.split(cand, mine)
-        outcomes = solve_candidates(cand, settings)
+        outcomes = solve_candidates(cand, settings, _left_out(strategy))
         if mine is not None:
             outcomes += controls.control_outcomes(control, settings)
         scored = [score(o, cand) for o in outcomes]
@@ -93,9 +94,40 @@ def _solve_and_write(
     frame = groupings_frame(results, settings)
     write_groupings(frame, out.groupings)
     plot_curves(frame, out.plot)
-    text = summary_markdown(results, settings, frames.excluded, source, sections)
+    text = summary_markdown(
+        results, settings, frames.excluded, source, sections, _strategy_line(strategy)
+    )
     write_text(text, out.summary)
     return frame
+
+
+def _left_out(strategy: dict | None) -> dict[str, str]:
+    """Methods not run for this sweep's strategy, with the one line that says why."""
+    if strategy is None or strategy.get("trains_pairs", True):
+        return {}
+    return {
+        "hoa": f"left out: Standley's HOA estimates task sets from every trained pair, and "
+        f"sweep.strategy {strategy['name']} trains pairs only where it decided them"
+    }
+
+
+def _strategy_line(strategy: dict | None) -> str:
+    """The summary's statement of the strategy and of which totals are measured."""
+    if strategy is None:
+        return ""
+    name = strategy["name"]
+    if not strategy.get("estimates"):
+        what = f"Strategy: **{name}** (`sweep.strategy`): nothing estimated."
+    else:
+        what = (
+            f"Strategy: **{name}** (`sweep.strategy`). Its estimate ({strategy['estimate']}) "
+            "only decided which groups to train; estimates.md sets it against what was measured."
+        )
+    return (
+        f"{what} Every total below is **measured** (test losses of trained networks), except "
+        "HOA's choices that include a task set never trained (`*`), for which no total is "
+        "reported.\n\n"
+    )
 
 
 def _seconds(seconds: pd.DataFrame | None, cand, pools) -> float | None:
@@ -126,6 +158,7 @@ def run_selection(
     tasks: list[str] | None = None,
     log_path: str | os.PathLike | None = None,
     groups_files: list[str] | None = None,
+    strategy: dict | None = None,
 ) -> None:
     """Solve from a collected metrics Parquet file (METRICS schema) with the config's
     ``selection:`` section; write groupings.parquet, budget_curve.png and summary.md.
@@ -134,13 +167,15 @@ def run_selection(
     output). ``tasks``: the tasks to cover (default: every task in the metrics). ``log_path``:
     where to append a one-line-per-method log. ``groups_files``: an estimating strategy's
     decided groups (results/groups/*.json); their controls get their own solve (controls.py).
+    ``strategy``: the sweep's strategy (name, estimates, estimate, trains_pairs), for the
+    summary and to leave out HOA where no pairs were trained.
     """
     settings = Settings.from_config(selection_config)
     frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
     pools = controls.read_pools(groups_files or [])
     seconds = network_seconds(metrics_path) if pools else None
     frame = _solve_and_write(
-        frames, settings, OutputPaths.of(out_dir), str(metrics_path), pools, seconds
+        frames, settings, OutputPaths.of(out_dir), str(metrics_path), pools, seconds, strategy
     )
     _log(frame, frames, log_path)
 

@@ -310,6 +310,7 @@ def summary_markdown(
     excluded: pd.DataFrame,
     source: str,
     sections: list[str] | None = None,
+    preface: str = "",
 ) -> str:
     """Which tasks train together at each budget, per method, whether it beats baselines by
     more than the seed noise, and which answers are not proven optimal."""
@@ -325,7 +326,8 @@ def summary_markdown(
         tolerance=f"{settings.cost_tolerance:g}",
         cost_unit=results[0][0].cost_unit if results else "—",
         cost_model=settings.cost,
-        methods="\n".join(
+        methods=preface
+        + "\n".join(
             _method_section(c, s, settings, excluded) + extra
             for (c, s), extra in zip(results, sections or [""] * len(results))
         ),

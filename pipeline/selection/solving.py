@@ -299,8 +299,20 @@ SOLVERS: dict[str, Callable[[Candidates, Settings], list[Outcome]]] = {
 assert tuple(SOLVERS) == METHODS + BASELINES
 
 
-def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
-    """Every method and baseline at every budget for one method's candidates."""
+def solve_candidates(
+    cand: Candidates, settings: Settings, left_out: dict[str, str] | None = None
+) -> list[Outcome]:
+    """Every method and baseline at every budget for one method's candidates; those named in
+    ``left_out`` are not run, each budget 'unavailable' with the given reason."""
     if settings.objective == "normalised":
         cand = cand.normalised()
-    return [outcome for solver in SOLVERS.values() for outcome in solver(cand, settings)]
+    left_out = left_out or {}
+    return [
+        outcome
+        for name, solver in SOLVERS.items()
+        for outcome in (
+            [Outcome(name, b, "unavailable", left_out[name]) for b in settings.budgets]
+            if name in left_out
+            else solver(cand, settings)
+        )
+    ]

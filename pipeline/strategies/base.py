@@ -46,9 +46,10 @@ class Strategy:
     # Is the all-in-one network trained whatever sweep.all_in_one says (its training is the
     # estimate's, or its weights are)?
     needs_all_in_one = False
-    # What the estimate of a group means, and its unit as printed (estimates.md / .parquet).
+    # What the estimate of a group means, and its unit as printed (estimates.md / .parquet):
+    # readable(raw) is the raw estimate in that unit.
     estimate_description = ""
-    estimate_unit = ""
+    estimate_unit = "%"
 
     def __init__(self, sweep: dict) -> None:
         self.sweep = sweep
@@ -63,6 +64,11 @@ class Strategy:
     def first_stage_orders(self) -> list[int]:
         """Task-set sizes trained in full before any estimate (singles at every size)."""
         return [1]
+
+    @property
+    def trains_pairs(self) -> bool:
+        """Does the first stage train every pair (Standley's HOA can estimate from them)?"""
+        return 2 in self.first_stage_orders()
 
     def subsets(self, tasks: Sequence[str]) -> list[tuple[str, ...]]:
         """Further full-size task sets of the first stage (the sampled strategy's subsets)."""
@@ -133,6 +139,15 @@ class Strategy:
     def estimate(self, input: dict, output: str, params: dict, log: str) -> None:
         """estimation "job": write the estimate of one method and seed to ``output``."""
         raise NotImplementedError(f"sweep.strategy {self.name} runs no estimation job")
+
+    def readable(self, value: float) -> float:
+        """A raw estimate in :attr:`estimate_unit` (default: a relative gain, in %)."""
+        return 100.0 * value
+
+    def affinity(self, estimates: Sequence[str], metrics: Sequence[str], tasks: Sequence[str]):
+        """The task x task estimate (an ``Affinity``: ``matrix[i, j]`` how much task i helps
+        task j, raw) for the picture, or None where the strategy has none."""
+        return None
 
     # ------------------------------------------------------------------------ decided groups
 

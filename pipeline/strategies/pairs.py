@@ -76,6 +76,7 @@ class Pairs(Strategy):
         "HOA: each member's mean validation loss over its pairs with the others, as relative "
         "gain over its full single-task network"
     )
+    estimate_unit = "% estimated validation-loss gain"
 
     def first_stage_orders(self) -> list[int]:
         return [1, 2]

@@ -96,9 +96,14 @@ class Sampled(Strategy):
     name = "sampled"
     estimates = True
     estimate_description = (
-        "minus the mean normalised validation loss of each member over the subsets it shares "
-        "with the other members (higher is better)"
+        "how far below its mean over all sampled subsets each member's validation loss is in "
+        "the subsets it shares with the other members (1 - normalised loss; higher is better)"
     )
+    estimate_unit = "% below the member's mean subset loss"
+
+    def readable(self, value: float) -> float:
+        # The raw estimate is minus the mean normalised loss (each task's mean is 1).
+        return 100.0 * (1.0 + value)
 
     def subsets(self, tasks: Sequence[str]) -> list[tuple[str, ...]]:
         return sampled_subsets(list(tasks), self.sweep)
@@ -112,7 +117,7 @@ class Sampled(Strategy):
         super().check(tasks)
         self.subsets(tasks)
 
-    def affinity(self, metrics: Sequence[str], tasks: Sequence[str]):
+    def affinity(self, estimates, metrics, tasks):
         return sampled_affinity(metrics, tasks)
 
     def decide(self, estimates, metrics, tasks, selection) -> dict:

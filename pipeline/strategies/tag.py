@@ -58,7 +58,15 @@ class Tag(Strategy):
     estimates = True
     estimation = "recorded"
     needs_all_in_one = True  # the estimation run is the all-in-one network's training
-    estimate_description = "mean TAG affinity onto each member from the others (higher is better)"
+    estimate_description = (
+        "mean TAG affinity onto each member from the others: the relative drop of the member's "
+        "loss after one lookahead step on another member's loss (higher is better)"
+    )
+    # Affinities are ~1e-6 to 1e-4 of the target's loss per step: parts per million.
+    estimate_unit = "ppm of the member's loss per lookahead step"
+
+    def readable(self, value: float) -> float:
+        return 1e6 * value
 
     def recording_params(self, config: dict) -> dict:
         """TAG's lookahead settings (the lookahead step defaults to the training's rate)."""
@@ -67,8 +75,8 @@ class Tag(Strategy):
             tag["lookahead_lr"] = config["training"]["lr"]
         return tag
 
-    def affinity(self, estimates: Sequence[str], tasks: Sequence[str]):
+    def affinity(self, estimates, metrics, tasks):
         return mean_affinity(estimates, tasks)
 
     def decide(self, estimates, metrics, tasks, selection) -> dict:
-        return groups_from_affinity(self.affinity(estimates, tasks), selection["budgets"])
+        return groups_from_affinity(mean_affinity(estimates, tasks), selection["budgets"])
