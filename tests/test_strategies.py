@@ -139,3 +139,59 @@ def test_without_a_grouping_the_order_is_a_clustering() -> None:
     assert not blocks
     halves = {frozenset(order[:3]), frozenset(order[3:])}
     assert halves == {frozenset({0, 3, 5}), frozenset({1, 2, 4})}
+
+
+def _candidates(networks: dict[str, list[float]], tasks: list[str]):
+    """Candidates over ``tasks`` from {network name: per-task loss (NaN: not a member)}."""
+    import numpy as np
+
+    from pipeline.selection.candidates import Candidates
+
+    names = list(networks)
+    loss = np.array([networks[n] for n in names], dtype=float)
+    return Candidates(
+        architecture="hard_sharing", weighting="equal", tasks=tasks, networks=names,
+        size=["full"] * len(names), cost=np.ones(len(names)), members=np.isfinite(loss),
+        val=loss, test=loss + 0.01, early=loss, test_seeds=(loss + 0.01)[:, :, None],
+        seeds=[0], trained=np.ones(len(names), dtype=bool),
+    )  # fmt: skip
+
+
+def test_a_diverged_control_is_recorded_and_never_fatal(tmp_path) -> None:
+    import json
+
+    from pipeline.selection import controls
+    from pipeline.selection.scoring import score
+    from pipeline.selection.solving import Settings, solve_candidates
+
+    nan = float("nan")
+    tasks = ["a", "b", "c"]
+    # The control b+c diverged: the metrics have no candidate row for it (excluded.sql).
+    cand = _candidates({"a@full": [1.0, nan, nan], "b@full": [nan, 1.0, nan],
+                        "c@full": [nan, nan, 1.0], "a+b+c@full": [0.9, 0.9, 0.9],
+                        "a+b@full": [0.5, 0.5, nan]}, tasks)  # fmt: skip
+    path = tmp_path / "hard_sharing-equal.json"
+    path.write_text(json.dumps({
+        "strategy": "tag", "method": "hard_sharing-equal", "tasks": tasks,
+        "networks": [{"tasks": ["a", "b"], "size": "full", "first_stage": False},
+                     {"tasks": tasks, "size": "full", "first_stage": True}],
+        "controls": [{"tasks": ["b", "c"], "size": "full", "matches": ["a", "b"],
+                      "shared": False}],
+    }))  # fmt: skip
+    pools = controls.read_pools([path])[("hard_sharing", "equal")]
+    assert pools.decided == {"a+b@full"} and pools.controls == {"b+c@full"}
+    mine, control = controls.split(cand, pools)
+    assert "a+b@full" in mine.networks and "a+b@full" not in control.networks
+    settings = Settings(budgets=(1.0, 2.0, 3.0))
+    outcomes = solve_candidates(mine, settings) + controls.control_outcomes(control, settings)
+    scored = [score(o, mine) for o in outcomes]
+    table = controls.comparison(scored)
+    assert list(table["budget"]) == [1.0, 2.0, 3.0]
+    # Budget 2: the strategy's {a, b} + c's single beats the all-in-one; the control has only
+    # the singles and the all-in-one network left, so it earns nothing over it.
+    row = table.set_index("budget").loc[2.0]
+    assert row.strategy_total < row.all_in_one_total == row.control_total
+    assert row.share_earned == 1.0
+    text = controls.section(pools, control, scored)
+    assert "Diverged or missing, so left out of the control's pool: 1 (`b+c@full`)" in text
+    assert "| 2 |" in text and "100 %" in text

@@ -124,7 +124,8 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
             line = panel[panel["selection_method"] == method]
             if line.empty:
                 continue
-            ax.plot(line["budget"], line["total"], styles[method], label=LABELS[method])
+            label = LABELS[method] + ("; %: share earned" if method == "control" else "")
+            ax.plot(line["budget"], line["total"], styles[method], label=label)
             if line["std"].notna().any():
                 ax.fill_between(
                     line["budget"],
@@ -132,6 +133,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
                     line["total"] + line["std"].fillna(0),
                     alpha=0.15,
                 )
+        _annotate_share(ax, panel)
         ax.set_title(f"{arch} / {weighting}")
         ax.set_xlabel("inference budget (full-size single-task networks)")
         ax.set_ylabel("total test loss" + (" (normalised)" if objective == "normalised" else ""))
@@ -143,6 +145,22 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
             fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
+
+
+def _annotate_share(ax, panel: pd.DataFrame) -> None:
+    """Beside each control point: the share of the strategy's gain over all-in-one that its
+    estimate earns (controls.comparison's share_earned, from the plotted totals)."""
+    by = {m: line.set_index("budget")["total"] for m, line in panel.groupby("selection_method")}
+    if "control" not in by:
+        return
+    for budget, control in by["control"].items():
+        strategy = by.get("optimal", pd.Series(dtype=float)).get(budget, np.nan)
+        all_in_one = by.get("all_in_one", pd.Series(dtype=float)).get(budget, np.nan)
+        gain = all_in_one - strategy
+        if np.isfinite(gain) and gain > 0 and np.isfinite(control):
+            share = (control - strategy) / gain
+            ax.annotate(f"{round(share * 100):d} %", (budget, control), fontsize=7,
+                        textcoords="offset points", xytext=(3, 4))  # fmt: skip
 
 
 def _fmt(total: float, std: float) -> str:
