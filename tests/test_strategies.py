@@ -195,3 +195,32 @@ def test_a_diverged_control_is_recorded_and_never_fatal(tmp_path) -> None:
     text = controls.section(pools, control, scored)
     assert "Diverged or missing, so left out of the control's pool: 1 (`b+c@full`)" in text
     assert "| 2 |" in text and "100 %" in text
+
+
+def test_no_group_beyond_the_first_stage_still_gives_control_rows(tmp_path) -> None:
+    import json
+
+    from pipeline.selection import controls
+    from pipeline.selection.scoring import score
+    from pipeline.selection.solving import Settings, solve_candidates
+
+    nan = float("nan")
+    tasks = ["a", "b"]
+    cand = _candidates({"a@full": [1.0, nan], "b@full": [nan, 1.0],
+                        "a+b@full": [0.9, 0.9]}, tasks)  # fmt: skip
+    path = tmp_path / "hard_sharing-equal.json"
+    path.write_text(json.dumps({
+        "strategy": "tag", "method": "hard_sharing-equal", "tasks": tasks,
+        "networks": [{"tasks": tasks, "size": "full", "first_stage": True}], "controls": [],
+    }))  # fmt: skip
+    pools = controls.read_pools([path])[("hard_sharing", "equal")]
+    mine, control = controls.split(cand, pools)
+    assert mine.networks == control.networks == cand.networks
+    settings = Settings(budgets=(1.0, 2.0))
+    outcomes = solve_candidates(mine, settings) + controls.control_outcomes(control, settings)
+    table = controls.comparison([score(o, mine) for o in outcomes])
+    assert list(table["budget"]) == [1.0, 2.0]
+    assert (table["control_total"] == table["strategy_total"]).all()
+    assert "no control to train" in controls.section(
+        pools, control, [score(o, mine) for o in outcomes]
+    )

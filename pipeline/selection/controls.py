@@ -40,15 +40,16 @@ class Pools:
 
 def read_pools(groups_files: Sequence[str | os.PathLike]) -> dict[tuple[str, str], Pools]:
     """(architecture, weighting) -> its Pools, from results/groups/<method>.json files; methods
-    whose file has no controls (selection.controls off) are left out."""
+    whose file has no controls (selection.controls off) are left out. A strategy that decided
+    no group beyond its first stage has no controls: its control's pool is its own."""
     from ..sweep import Network
 
     pools = {}
     for path in groups_files:
         with open(path) as fh:
             decided = json.load(fh)
-        if not decided.get("controls"):
-            continue
+        if "controls" not in decided:
+            continue  # selection.controls off
         architecture, weighting = decided["method"].split("-", 1)
         names = [Network(tuple(e["tasks"]), e["size"]).name for e in decided["controls"]]
         shared = {n for n, e in zip(names, decided["controls"]) if e.get("shared")}
@@ -182,5 +183,13 @@ def section(pools: Pools, cand: Candidates, scored: Sequence[Scored], seconds=No
     notes = [s.outcome for s in scored if s.outcome.method == CONTROL and not s.ok]
     for o in notes[:5]:
         lines.append(f"\n- control at {o.budget:g}: {o.status}: {o.note}")
+    if not pools.all_controls:
+        lines += [
+            "",
+            "The strategy decided no group beyond its first stage, so there is no control to "
+            "train: the control's pool is the strategy's, and its estimate earned nothing over "
+            "what the first stage alone gives (share 0 % wherever the strategy beats "
+            "all-in-one).",
+        ]
     lines += ["", compute_line(pools, cand, seconds), ""]
     return "\n".join(lines)
