@@ -224,3 +224,13 @@ def test_no_group_beyond_the_first_stage_still_gives_control_rows(tmp_path) -> N
     assert "no control to train" in controls.section(
         pools, control, [score(o, mine) for o in outcomes]
     )
+
+
+def test_a_new_decided_group_keeps_the_earlier_controls() -> None:
+    from pipeline.strategies.controls import draw_controls
+
+    tasks = [f"t{i}" for i in range(20)]
+    decided = [{"tasks": tasks[:4], "size": "full"}, {"tasks": tasks[4:6], "size": "full"}]
+    before = draw_controls(decided, tasks, set(), seed=0)
+    after = draw_controls([{"tasks": tasks[10:13], "size": "full"}, *decided], tasks, set(), 0)
+    assert after[1:] == before and len(after[0]["tasks"]) == 3

@@ -104,9 +104,13 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     proc = snakemake(tmp_path, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
-    # A larger budget: the checkpoint re-decides; only new groups train, none retrains.
+    # A larger budget: the checkpoint re-decides; only new groups train, none retrains, and
+    # every earlier control is kept (each decided group's control has its own random stream).
     write_config(tmp_path, {**TAG, "selection": {"budgets": [1, 2, 3]}})
     snakemake(tmp_path)
+    kept = {tuple(c["tasks"]) for c in _controls(tmp_path)}
+    now_decided = set(_decided_groups(tmp_path))
+    assert {tuple(c["tasks"]) for c in controls} - now_decided <= kept
     after = network_files(tmp_path)
     assert all(after[f] == mtime for f, mtime in before.items())
     new = set(after) - set(before)

@@ -26,9 +26,10 @@ def draw_controls(
     (the names of the first stage's networks), with the group's number of tasks. A control
     repeats no decided group, first-stage network or other control while a fresh set exists;
     where none does it is marked ``shared`` (it is then in both the strategy's and the
-    control's pool). Deterministic in ``seed``, the decided groups and the task order."""
+    control's pool). Deterministic in ``seed``, each group's task set and the task order."""
+    from ..sweep import task_set_hash
+
     taken = set(taken)
-    rng = np.random.default_rng(seed)
     tasks = list(tasks)
     decided_names = {Network(tuple(e["tasks"]), e.get("size", "full")).name for e in decided}
     used = taken | decided_names
@@ -38,6 +39,9 @@ def draw_controls(
         if group.name in taken or len(group.tasks) < 2:
             continue  # trained in the first stage anyway: no compute to match
         k = len(group.tasks)
+        # Each group's control has its own stream: adding a budget (more decided groups)
+        # keeps every earlier control, so nothing already trained is replaced.
+        rng = np.random.default_rng([seed, int(task_set_hash(group.tasks)[:15], 16)])
         for _ in range(MAX_REDRAWS):
             picked = sorted(rng.choice(len(tasks), size=k, replace=False).tolist())
             net = Network(tuple(tasks[i] for i in picked), "full")
