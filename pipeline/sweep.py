@@ -28,8 +28,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import combinations
-from math import comb
 
 from .datasets import network_dataset
 
@@ -120,15 +118,17 @@ def half_deploy_cost(n_tasks: int, sweep: dict) -> float:
     tasks and half-width singles (0.5 each): k = T-1 where one network may hold them all (the
     all-in-one network, or the groups an estimating strategy decides), else the largest order
     (inf without singles). ``sweep.strategy`` must be resolved."""
-    from .strategies import estimates, first_stage_orders, trains_all_in_one
+    from .strategies import build_strategy
 
-    if 1 not in first_stage_orders(sweep):
+    strategy = build_strategy(sweep, n_tasks)
+    orders = strategy.first_stage_orders()
+    if 1 not in orders:
         return math.inf  # no single-task network is planned, at any width
     rest = n_tasks - 1
     if rest <= 0:
         return HALF_COST
-    one_holds_all = trains_all_in_one(sweep) or estimates(sweep)
-    widest = rest if one_holds_all else max(first_stage_orders(sweep))
+    one_holds_all = strategy.trains_all_in_one() or strategy.estimates
+    widest = rest if one_holds_all else max(orders)
     widest = min(widest, rest)
     # f full networks of `widest` tasks and half-width singles for the tasks left over.
     return HALF_COST + min(
@@ -150,7 +150,7 @@ def resolve_sizes(n_tasks: int, sweep: dict, budgets: list[float], tolerance: fl
     return ["full", "half"] if deployable else ["full"]
 
 
-def _sizes(sweep: dict) -> list[str]:
+def resolved_sizes(sweep: dict) -> list[str]:
     if sweep["sizes"] == "auto":
         raise ValueError("sweep.sizes auto: resolve it first (pipeline.config.resolve_config)")
     return list(sweep["sizes"])
@@ -158,41 +158,17 @@ def _sizes(sweep: dict) -> list[str]:
 
 def count_networks(n_tasks: int, sweep: dict) -> int:
     """How many networks :func:`plan_networks` returns, without building them."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    from .strategies import build_strategy
 
-    orders = first_stage_orders(sweep)
-    count = 0
-    for order in orders:
-        count += comb(n_tasks, order) * (len(_sizes(sweep)) if order == 1 else 1)
-    if trains_all_in_one(sweep) and n_tasks > 1 and n_tasks not in orders:
-        count += 1
-    if sweep.get("strategy") == "sampled":
-        from .strategies import default_subsets
-
-        options = sweep.get("sampled", {})
-        count += options.get("subsets") or default_subsets(n_tasks, options.get("size", 4))
-    return count
+    return build_strategy(sweep, n_tasks).count_first_stage(n_tasks)
 
 
 def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
-    """The first stage of ``sweep.strategy`` (pipeline/strategies.py): singles at every size,
-    full-size sets of every other order it trains, and the all-in-one network where asked or
-    needed, without duplicates."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    """The first stage of the sweep's strategy (pipeline/strategies/): the networks trained
+    before any estimate."""
+    from .strategies import build_strategy
 
-    nets: list[Network] = []
-    for order in first_stage_orders(sweep):
-        for combo in combinations(tasks, order):
-            sizes = _sizes(sweep) if order == 1 else ["full"]
-            nets += [Network(combo, size) for size in sizes]
-    if trains_all_in_one(sweep) and len(tasks) > 1:
-        nets.append(Network(tuple(tasks), "full"))
-    if sweep.get("strategy") == "sampled":
-        from .strategies import sampled_subsets
-
-        nets += [Network(subset, "full") for subset in sampled_subsets(tasks, sweep)]
-    position = {t: i for i, t in enumerate(tasks)}
-    return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
+    return build_strategy(sweep, tasks).first_stage(tasks)
 
 
 # "Training method" (also: mtl method): an architecture x loss-weighting pair, the folder
