@@ -123,11 +123,19 @@ def cost_unit(cost: np.ndarray, max_denominator: int = 1000) -> int | None:
     return scale
 
 
-def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Per network: True when another network makes it useless to the minimisation (module
-    doc). Of networks equal in task set, cost and losses the first is kept."""
+def dominated(
+    loss: np.ndarray, cost: np.ndarray, estimated: np.ndarray | None = None
+) -> np.ndarray:
+    """Per network: True when another network makes it useless to the minimisation and to the
+    tie-break (TieBreak): network A is dropped when some B costs no more, has every task of A
+    and a loss no worse on each, and swapping A for B in any solution either lowers its
+    objective or wins the tie-break. That holds when B is cheaper, or strictly better on every
+    task of A, or equal on both and preferred (measured over estimated, fewer tasks, lower
+    index). Equal cost with B better on some tasks only keeps A: A may serve just the others."""
     defined = ~np.isnan(loss)
     n_net = loss.shape[0]
+    est = np.zeros(n_net, dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool)
+    n_tasks = defined.sum(axis=1)
     masks = [int(sum(1 << int(t) for t in np.flatnonzero(row))) for row in defined]
     by_mask: dict[int, list[int]] = {}
     for n, m in enumerate(masks):
@@ -161,14 +169,14 @@ def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
     la = np.where(on_a, loss[a], 0.0)
     lb = np.where(on_a, loss[b], 0.0)
     weak = (cost[b] <= cost[a]) & np.all(lb <= la, axis=1)
-    # B >= A weakly; it is strictly better unless A >= B too (same set, cost and losses), in
-    # which case the lower index wins, so exactly one of equals survives.
-    same = (
-        (defined[b].sum(axis=1) == on_a.sum(axis=1))
-        & (cost[b] == cost[a])
-        & np.all(lb == la, axis=1)
+    strict = np.all(~on_a | (lb < la), axis=1)
+    equal = (cost[b] == cost[a]) & np.all(lb == la, axis=1)
+    # The tie-break's order past cost: measured first, then fewer tasks, then the lower index
+    # (a strict total order, so of equals exactly one survives).
+    preferred = (est[b] < est[a]) | (
+        (est[b] == est[a]) & ((n_tasks[b] < n_tasks[a]) | ((n_tasks[b] == n_tasks[a]) & (b < a)))
     )
-    hit = weak & (~same | (b < a))
+    hit = weak & ((cost[b] < cost[a]) | strict | (equal & preferred))
     out[a[hit]] = True
     return out
 
@@ -281,6 +289,11 @@ def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
     return idx[np.argmin(sub, axis=0)]
 
 
+# TieBreak: objectives within this relative margin are tied (HiGHS' feasibility tolerance, set
+# in _highs, so no finer difference is provable), and the largest combined integer weight.
+TIE_TOLERANCE = 1e-9
+TIE_WEIGHT_MAX = 1e7
+
 # Networks with at most this many tasks enter the MIP as one column per subset of their tasks
 # (2^k - 1 of them); larger ones as facility-location blocks (_Model). Measured on the
 # planted instances: 4 keeps the 12-task demo's all-in-one network out (4,095 subsets) and every
@@ -315,11 +328,13 @@ class _Model:
         verbose: bool,
         presolve: bool = False,
         subset_max: int = SUBSET_MAX_TASKS,
+        estimated: np.ndarray | None = None,
     ) -> None:
         n_net, n_task = loss.shape
         self.n_net, self.n_task, self.unit = n_net, n_task, unit
         defined = ~np.isnan(loss)
         size = defined.sum(axis=1)
+        est = np.zeros(n_net, dtype=bool) if estimated is None else np.asarray(estimated, bool)
         n_costs = np.unique(np.round(cost * 1e9)).size
         if float(n_task + 1) ** min(subset_max, int(size.max(initial=1))) * n_costs >= 2.0**62:
             # Served sets would not fit the 63-bit codes of _code: facility blocks only (the
@@ -341,8 +356,9 @@ class _Model:
                     owners.append(nets)
         if keys:
             key, value, owner = np.concatenate(keys), np.concatenate(values), np.concatenate(owners)
-            # Per (served set, cost) the least loss, the lowest network on ties.
-            order = np.lexsort((owner, value, *key.T[::-1]))
+            # Per (served set, cost) the least loss, on ties the network TieBreak prefers:
+            # measured, then fewer tasks, then the lowest index.
+            order = np.lexsort((owner, size[owner], est[owner], value, *key.T[::-1]))
             key, value, owner = key[order], value[order], owner[order]
             first = np.r_[True, np.any(key[1:] != key[:-1], axis=1)]
             key, value, owner = key[first], value[first], owner[first]
@@ -387,27 +403,30 @@ class _Model:
         self.obj_y = loss[self.y_net, self.y_task]
         n_col = n_sub + n_x + n_y
         self.highs = _highs(verbose)
+        self.verbose, self.presolve = verbose, presolve
         if presolve:
             self.highs.setOptionValue("presolve", "on")
-        self.highs.passModel(
-            _lp(
-                obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
-                col_lo=np.zeros(n_col),
-                col_hi=np.ones(n_col),
-                rows=rows,
-                cols=cols,
-                vals=vals,
-                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
-                row_hi=np.concatenate(
-                    [
-                        np.ones(n_task),
-                        np.zeros(n_y),
-                        [row_cost[owner].sum() + row_cost[self.big].sum()],
-                    ]
-                ),
-                n_binary=n_sub + n_x,
-            )
+        # Per column, the network it deploys (-1: a y column), for the tie-break criteria.
+        self.deploys = np.concatenate([owner, self.big, np.full(n_y, -1)]).astype(int)
+        self.row_cost, self.est, self.size = row_cost, est, size
+        self.lp = _lp(
+            obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
+            col_lo=np.zeros(n_col),
+            col_hi=np.ones(n_col),
+            rows=rows,
+            cols=cols,
+            vals=vals,
+            row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
+            row_hi=np.concatenate(
+                [
+                    np.ones(n_task),
+                    np.zeros(n_y),
+                    [row_cost[owner].sum() + row_cost[self.big].sum()],
+                ]
+            ),
+            n_binary=n_sub + n_x,
         )
+        self.highs.passModel(self.lp)
         self.loss, self.cost = loss, cost
 
     def run(
@@ -440,6 +459,64 @@ class _Model:
         if status == highspy.HighsModelStatus.kOptimal:
             return x, objective, objective, 0.0
         return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
+
+    def tie_break(self, limit: float, objective: float, time_limit: float | None) -> np.ndarray:
+        """x of the solution TieBreak prefers among those whose objective is at most
+        ``objective``, the optimum run just proved; its solution is the first incumbent."""
+        col = np.asarray(self.highs.getSolution().col_value)
+        h = _highs(self.verbose)
+        if self.presolve:
+            h.setOptionValue("presolve", "on")
+        h.passModel(self.lp)
+        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
+        h.changeRowBounds(self.budget_row, 0.0, float(bound))
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        n_col = col.size
+        primary = np.asarray(self.lp.col_cost_)
+        # Objectives equal to HiGHS' feasibility tolerance are ties: what the MIP can tell apart.
+        _add_row(h, primary, objective + TIE_TOLERANCE * max(1.0, abs(objective)))
+        cols = np.flatnonzero(self.deploys >= 0)
+        nets = self.deploys[cols]
+        ones = np.ones(cols.size)
+        # Criteria in order, over the deploying columns: (coefficients, integral).
+        criteria = [(ones, True)]
+        if np.unique(self.row_cost[nets]).size > 1:  # equal costs: cost is count x cost
+            criteria.append((np.asarray(self.row_cost[nets], dtype=float), bool(self.unit)))
+        if self.est[nets].any():
+            criteria.append((self.est[nets].astype(float), True))
+        criteria.append((self.size[nets].astype(float), True))
+        # Only solutions deploying no more networks than this one can win: that bounds the
+        # range of every integral criterion, so consecutive ones combine into one objective
+        # with exact integer weights (up to TIE_WEIGHT_MAX).
+        deployed = int(round(col[cols].sum()))
+        _add_row(h, _spread(ones, cols, n_col), float(deployed))
+        groups: list[tuple[np.ndarray, bool]] = []
+        for coef, integral in criteria:
+            top = deployed * float(coef.max(initial=0.0))
+            if groups and groups[-1][1] and integral:
+                weights = groups[-1][0] * (top + 1) + coef
+                if deployed * weights.max(initial=0.0) <= TIE_WEIGHT_MAX:
+                    groups[-1] = (weights, True)
+                    continue
+            groups.append((coef, integral))
+        for g, (coef, integral) in enumerate(groups):
+            full = _spread(coef, cols, n_col)
+            h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), full)
+            start = highspy.HighsSolution()
+            start.col_value = col
+            start.value_valid = True
+            h.setSolution(start)
+            h.run()
+            status = h.getModelStatus()
+            if h.getInfo().primal_solution_status == 2:
+                col = np.asarray(h.getSolution().col_value)
+            if status != highspy.HighsModelStatus.kOptimal:
+                break  # the time limit: keep the best tie found so far (still optimal)
+            if g + 1 < len(groups):
+                value = float(full @ col)
+                slack = 0.5 if integral else TIE_TOLERANCE * max(1.0, abs(value))
+                _add_row(h, full, value + slack)
+        return self._networks(col)
 
     def _code(self, served: np.ndarray, cost_rank: np.ndarray) -> np.ndarray:
         powers = self.base ** np.arange(self.width, dtype=np.int64)
@@ -496,13 +573,16 @@ class BudgetSolver:
         subset_max: int = SUBSET_MAX_TASKS,
         time_limit: float | None = None,
         verbose: bool = False,
+        estimated: np.ndarray | None = None,
+        tie_break: bool = True,
     ) -> None:
         loss = np.asarray(loss, dtype=float)
         cost = np.asarray(cost, dtype=float)
         _check(loss, cost)
         self.loss, self.cost, self.tolerance = loss, cost, float(tolerance)
-        self.warm_start, self.time_limit = warm_start, time_limit
-        self.kept = np.flatnonzero(~dominated(loss, cost)) if reduce else np.arange(len(cost))
+        self.warm_start, self.time_limit, self.tie_break = warm_start, time_limit, tie_break
+        est = np.zeros(len(cost), dtype=bool) if estimated is None else np.asarray(estimated, bool)
+        self.kept = np.flatnonzero(~dominated(loss, cost, est)) if reduce else np.arange(len(cost))
         sub_loss, sub_cost = loss[self.kept], cost[self.kept]
         self.cover: Cover | None = None
         if cover_bound or warm_start:
@@ -521,6 +601,7 @@ class BudgetSolver:
             verbose,
             presolve=not subsets and self.kept.size > 1000,
             subset_max=subset_max if subsets else 0,
+            estimated=est[self.kept],
         )
         self._best: list[Solution] = []  # solved so far, for warm starts
 
@@ -547,7 +628,9 @@ class BudgetSolver:
         result = self.model.run(limit, self._start(limit), self.time_limit)
         if result is None:
             raise self._infeasible(budget)
-        x, _, bound, gap = result
+        x, objective, bound, gap = result
+        if self.tie_break and gap <= 0.0:
+            x = self.model.tie_break(limit, objective, self.time_limit)
         chosen = self.kept[np.flatnonzero(x > 0.5)]
         assignment = _assignment(self.loss, chosen)
         # Deploy only networks that serve a task: an unused one can only cost budget, and
@@ -790,6 +873,18 @@ def worst_cover(
 ) -> tuple[tuple[int, ...], float, float] | None:
     """The worst maximal cover at one budget (WorstCover): (chosen, value, gap) or None."""
     return WorstCover(loss, cost, tolerance).solve(budget, time_limit)
+
+
+def _spread(values: np.ndarray, cols: np.ndarray, n_col: int) -> np.ndarray:
+    out = np.zeros(n_col)
+    out[cols] = values
+    return out
+
+
+def _add_row(h: highspy._Highs, coef: np.ndarray, upper: float) -> None:
+    """Add the row coef . x <= upper."""
+    nz = np.flatnonzero(coef)
+    h.addRow(-highspy.kHighsInf, float(upper), nz.size, nz.astype(np.int32), coef[nz])
 
 
 def _lp(

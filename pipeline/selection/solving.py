@@ -99,7 +99,11 @@ def _solve(
         return [Outcome(method, b, "unavailable", note) for b in settings.budgets]
     sub_table, sub_cost = table[nets], cand.cost[nets]
     solver = BudgetSolver(
-        sub_table, sub_cost, settings.cost_tolerance, time_limit=settings.time_limit_s
+        sub_table,
+        sub_cost,
+        settings.cost_tolerance,
+        time_limit=settings.time_limit_s,
+        estimated=~cand.trained[nets],
     )
     solutions = solver.solve_all(settings.budgets)
     out = []
