@@ -605,27 +605,34 @@ class BudgetSolver:
         )
         self._best: list[Solution] = []  # solved so far, for warm starts
 
-    def _start(self, limit: float) -> np.ndarray | None:
-        """The best known choice within ``limit``: an earlier optimum or the cheapest cover."""
+    def _start(self, limit: float, hint: Sequence[int] | None = None) -> np.ndarray | None:
+        """The best known choice within ``limit``: an earlier optimum, the cheapest cover or
+        ``hint`` (network indices), whichever has the least objective here."""
         if not self.warm_start:
             return None
-        fits = [s for s in self._best if s.cost <= limit + 1e-9]
-        if fits:
-            chosen = min(fits, key=lambda s: s.objective).chosen
-        elif self.cover is not None and self.cover.cost <= limit + 1e-9:
-            chosen = self.cover.chosen
-        else:
+        options = [s.chosen for s in self._best if s.cost <= limit + 1e-9]
+        if self.cover is not None and self.cover.cost <= limit + 1e-9:
+            options.append(self.cover.chosen)
+        if hint is not None:
+            # Dropped networks are dominated here: the rest may still cover every task.
+            hint = [int(n) for n in np.intersect1d(hint, self.kept)]
+            covers = (~np.isnan(self.loss[hint])).any(axis=0).all() if hint else False
+            if covers and self.cost[hint].sum() <= limit + 1e-9:
+                options.append(tuple(hint))
+        if not options:
             return None
+        chosen = min(options, key=lambda c: total(self.loss, list(c)))
         x = np.zeros(self.kept.size)
         x[np.searchsorted(self.kept, chosen)] = 1.0
         return x
 
-    def solve(self, budget: float) -> Solution:
-        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists."""
+    def solve(self, budget: float, hint: Sequence[int] | None = None) -> Solution:
+        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists.
+        ``hint``: a choice (network indices) to start from if it is feasible."""
         limit = float(budget) + self.tolerance
         if self.cover is not None and limit < self.cover.lower - 1e-9:
             raise self._infeasible(budget)
-        result = self.model.run(limit, self._start(limit), self.time_limit)
+        result = self.model.run(limit, self._start(limit, hint), self.time_limit)
         if result is None:
             raise self._infeasible(budget)
         x, objective, bound, gap = result
@@ -650,14 +657,16 @@ class BudgetSolver:
         self._best.append(solution)
         return solution
 
-    def solve_all(self, budgets: Iterable[float]) -> list[Solution | None]:
+    def solve_all(
+        self, budgets: Iterable[float], hints: Sequence[Sequence[int] | None] | None = None
+    ) -> list[Solution | None]:
         """One solution per budget, None where infeasible; solved in increasing order so that
-        each optimum warm-starts the next."""
+        each optimum warm-starts the next. ``hints``: per budget, a choice to start from."""
         budgets = list(budgets)
         out: list[Solution | None] = [None] * len(budgets)
         for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
             try:
-                out[i] = self.solve(budgets[i])
+                out[i] = self.solve(budgets[i], hints[i] if hints is not None else None)
             except InfeasibleBudget:
                 out[i] = None
         return out
