@@ -179,7 +179,11 @@ def _gap(s: Scored, settings: Settings, method: str) -> str:
     if o.gap <= 0:
         return "0"
     limit = settings.time_limit(method)
-    why = f"stopped at {limit:g} s" if limit and method != "worst" else "stopped at its limit"
+    why = (
+        f"stopped: {limit:g} s for all budgets"
+        if limit and method != "worst"
+        else "stopped at its limit"
+    )
     return f"**{o.gap:.2%}** ({why})"
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -49,6 +50,10 @@ from .scoring import total
 
 class InfeasibleBudget(ValueError):
     """No set of networks within the budget covers every task."""
+
+
+class NoIncumbent(RuntimeError):
+    """The time limit stopped HiGHS before it found any choice within the budget."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,10 @@ def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
     return idx[np.argmin(sub, axis=0)]
 
 
+# The least seconds a budget gets from solve_all's shared total once it is spent: HiGHS then
+# hands back the incumbent it was given (an earlier budget's answer, the cover, OS's answer).
+MIN_SHARE_S = 0.001
+
 # TieBreak: objectives within this relative margin are tied (HiGHS' feasibility tolerance, set
 # in _highs, so no finer difference is provable), and the largest combined integer weight.
 TIE_TOLERANCE = 1e-9
@@ -449,6 +458,8 @@ class _Model:
             return None
         info = h.getInfo()
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
+            raise NoIncumbent(f"no choice found within {time_limit:.3g} s (the time limit)")
         if status != highspy.HighsModelStatus.kOptimal and not (
             status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
             and has_solution
@@ -632,12 +643,16 @@ class BudgetSolver:
         limit = float(budget) + self.tolerance
         if self.cover is not None and limit < self.cover.lower - 1e-9:
             raise self._infeasible(budget)
+        began = time.perf_counter()
         result = self.model.run(limit, self._start(limit, hint), self.time_limit)
         if result is None:
             raise self._infeasible(budget)
         x, objective, bound, gap = result
         if self.tie_break and gap <= 0.0:
-            x = self.model.tie_break(limit, objective, self.time_limit)
+            left = None
+            if self.time_limit:
+                left = max(self.time_limit - (time.perf_counter() - began), 0.01)
+            x = self.model.tie_break(limit, objective, left)
         chosen = self.kept[np.flatnonzero(x > 0.5)]
         assignment = _assignment(self.loss, chosen)
         # Deploy only networks that serve a task: an unused one can only cost budget, and
@@ -658,17 +673,33 @@ class BudgetSolver:
         return solution
 
     def solve_all(
-        self, budgets: Iterable[float], hints: Sequence[Sequence[int] | None] | None = None
-    ) -> list[Solution | None]:
-        """One solution per budget, None where infeasible; solved in increasing order so that
-        each optimum warm-starts the next. ``hints``: per budget, a choice to start from."""
+        self,
+        budgets: Iterable[float],
+        hints: Sequence[Sequence[int] | None] | None = None,
+        total_time: float | None = None,
+    ) -> list[Solution | NoIncumbent | None]:
+        """One solution per budget, None where infeasible, NoIncumbent where the time limit
+        stopped HiGHS before any choice; solved in increasing order so that each optimum
+        warm-starts the next. ``hints``: per budget, a choice to start from. ``total_time``:
+        seconds for all budgets together, each getting an even share of what is left (what an
+        easy budget leaves goes to the harder ones), within ``time_limit`` per budget."""
         budgets = list(budgets)
-        out: list[Solution | None] = [None] * len(budgets)
-        for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
-            try:
-                out[i] = self.solve(budgets[i], hints[i] if hints is not None else None)
-            except InfeasibleBudget:
-                out[i] = None
+        out: list[Solution | NoIncumbent | None] = [None] * len(budgets)
+        order = sorted(range(len(budgets)), key=lambda i: budgets[i])
+        per_budget, began = self.time_limit, time.perf_counter()
+        try:
+            for k, i in enumerate(order):
+                if total_time is not None:
+                    share = (total_time - (time.perf_counter() - began)) / (len(order) - k)
+                    self.time_limit = max(min(share, per_budget or math.inf), MIN_SHARE_S)
+                try:
+                    out[i] = self.solve(budgets[i], hints[i] if hints is not None else None)
+                except InfeasibleBudget:
+                    out[i] = None
+                except NoIncumbent as err:
+                    out[i] = err
+        finally:
+            self.time_limit = per_budget
         return out
 
     def _infeasible(self, budget: float) -> InfeasibleBudget:
