@@ -111,3 +111,40 @@ def test_a_tied_single_is_not_dominated_by_the_pair_that_contains_it():
     assert BudgetSolver(loss2, np.ones(2), estimated=np.array([True, False])).solve(1).chosen == (
         1,
     )
+
+
+def dominated_by_definition(loss, cost, estimated):
+    """Every ordered pair checked one by one (the rule in solver.dominated's docstring)."""
+    defined = ~np.isnan(loss)
+    n_tasks = defined.sum(axis=1)
+    out = np.zeros(len(cost), dtype=bool)
+    for a in range(len(cost)):
+        on = defined[a]
+        for b in range(len(cost)):
+            if a == b or not defined[b][on].all() or cost[b] > cost[a]:
+                continue
+            la, lb = loss[a, on], loss[b, on]
+            if not np.all(lb <= la):
+                continue
+            preferred = (estimated[b], n_tasks[b], b) < (estimated[a], n_tasks[a], a)
+            equal = cost[b] == cost[a] and np.all(lb == la)
+            if cost[b] < cost[a] or np.all(lb < la) or (equal and preferred):
+                out[a] = True
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dominance_on_large_networks_matches_its_definition(seed):
+    # Networks of up to 12 tasks take the vectorised subset search (more than 6 tasks).
+    rng = np.random.default_rng(seed)
+    n_task, n_net = 12, 120
+    loss = np.full((n_net, n_task), np.nan)
+    for n in range(n_net):
+        k = int(rng.integers(1, n_task + 1)) if n % 3 else int(rng.integers(7, n_task + 1))
+        members = rng.choice(n_task, k, replace=False)
+        loss[n, members] = rng.integers(1, 4, k) / 4
+    cost = rng.choice([0.5, 1.0], n_net)
+    estimated = rng.random(n_net) < 0.3
+    expected = dominated_by_definition(loss, cost, estimated)
+    assert expected.any()
+    assert dominated(loss, cost, estimated).tolist() == expected.tolist()

@@ -146,17 +146,22 @@ def dominated(
     for n, m in enumerate(masks):
         by_mask.setdefault(m, []).append(n)
     distinct = list(by_mask)
+    # Up to 62 tasks a mask is an int64: the subsets of a large network are found by one numpy
+    # test over the distinct masks (Python loops took 9 s on 3,185 networks of 9-17 tasks).
+    distinct_np = np.array(distinct, dtype=np.int64) if loss.shape[1] <= 62 else None
     pairs_a: list[int] = []
     pairs_b: list[int] = []
     for m_b, nets_b in by_mask.items():
         k = m_b.bit_count()
-        if k <= 16 and (1 << k) <= 4 * len(distinct):
+        if k <= 6 or (distinct_np is None and k <= 16 and (1 << k) <= 4 * len(distinct)):
             bits = [1 << i for i in range(m_b.bit_length()) if m_b >> i & 1]
             subsets = (
                 sum(b for b, keep in zip(bits, choice) if keep)
                 for choice in itertools.product((0, 1), repeat=k)
             )
             subs = [s for s in subsets if s and s in by_mask]
+        elif distinct_np is not None:
+            subs = distinct_np[(distinct_np & ~np.int64(m_b)) == 0].tolist()
         else:
             subs = [m for m in distinct if m & ~m_b == 0]
         for m_a in subs:
