@@ -184,7 +184,8 @@ def _gap(s: Scored, settings: Settings, method: str) -> str:
         if limit and method != "worst"
         else "stopped at its limit"
     )
-    return f"**{o.gap:.2%}** ({why})"
+    shown = f"{o.gap:.2%}" if np.isfinite(o.gap) else "no bound"
+    return f"**{shown}** ({why})"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -169,7 +169,8 @@ def _solve(
             note = (
                 ""
                 if solution.optimal
-                else f"not proven optimal: stopped at the time limit with gap {solution.gap:.3%}"
+                else "not proven optimal: stopped at the time limit with gap "
+                + (f"{solution.gap:.3%}" if np.isfinite(solution.gap) else "unknown (no bound)")
             )
             out.append(
                 Outcome(
