@@ -722,8 +722,8 @@ class BudgetSolver:
         """One solution per budget, None where infeasible, NoIncumbent where the time limit
         stopped HiGHS before any choice; solved in increasing order so that each optimum
         warm-starts the next. ``hints``: per budget, a choice to start from. ``total_time``:
-        seconds for all budgets together, each getting an even share of what is left (what an
-        easy budget leaves goes to the harder ones), within ``time_limit`` per budget."""
+        seconds for all budgets together, each getting at most half of what is left (what an
+        easy budget leaves goes to the others), within ``time_limit`` per budget."""
         budgets = list(budgets)
         out: list[Solution | NoIncumbent | None] = [None] * len(budgets)
         order = sorted(range(len(budgets)), key=lambda i: budgets[i])
@@ -731,7 +731,11 @@ class BudgetSolver:
         try:
             for k, i in enumerate(order):
                 if total_time is not None:
-                    share = (total_time - (time.perf_counter() - began)) / (len(order) - k)
+                    # Up to half of what is left (the last budget: all of it): the first
+                    # budgets to be solved, the tightest, are the hard ones, and a root LP
+                    # cut short proves nothing.
+                    left = total_time - (time.perf_counter() - began)
+                    share = left / min(2, len(order) - k)
                     self.time_limit = max(min(share, per_budget or math.inf), MIN_SHARE_S)
                 try:
                     out[i] = self.solve(budgets[i], hints[i] if hints is not None else None)

@@ -25,7 +25,7 @@ WORST_TOTAL_S = 8.0
 # tables and of the 12- and 30-task planted instances is proven well within them; on 27 tasks
 # with 3,185 networks of up to 27 tasks OS's root LP alone takes longer. OS gets the most: it is
 # the answer; ESA and HOA approximate it and start from its answer at each budget.
-TIME_LIMIT_S: dict[str, float | None] = {"optimal": 40.0, "esa": 10.0, "hoa": 10.0}
+TIME_LIMIT_S: dict[str, float | None] = {"optimal": 40.0, "esa": 20.0, "hoa": 20.0}
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class Settings:
     hoa_max_order: int = 3
     # ... and is skipped, with the reason, where it would add more than this many.
     hoa_max_networks: int = 100_000
-    # Seconds per method for all its budgets together (each budget's MIP gets an even share of
-    # what is left): one number for every method, or per method (TIME_LIMIT_S's keys; a
-    # missing one keeps its default); None: until proven optimal. Where it stops HiGHS first,
-    # the incumbent is reported with its proven gap.
+    # Seconds per method for all its budgets together (each budget's MIP gets up to half of
+    # what is left, the last all of it): one number for every method, or per method
+    # (TIME_LIMIT_S's keys; a missing one keeps its default); None: until proven optimal. Where
+    # it stops HiGHS first, the incumbent is reported with its proven gap.
     time_limit_s: float | dict[str, float | None] | None = field(
         default_factory=lambda: dict(TIME_LIMIT_S)
     )
