@@ -807,9 +807,10 @@ def solve_budgets(
     budgets: Iterable[float],
     tolerance: float = 0.0,
     time_limit: float | None = None,
-) -> list[Solution | None]:
-    """One solution per budget; None where the budget is below the cheapest cover. Budgets are
-    solved in increasing order, each optimum warm-starting the next."""
+) -> list[Solution | NoIncumbent | None]:
+    """One solution per budget; None where the budget is below the cheapest cover, NoIncumbent
+    where ``time_limit`` (seconds per budget) ran out before any choice. Budgets are solved in
+    increasing order, each optimum warm-starting the next."""
     return BudgetSolver(loss, cost, tolerance, time_limit=time_limit).solve_all(budgets)
 
 
