@@ -18,6 +18,11 @@ keeps the outputs (to compare answers between versions). ``--command select`` ru
 epoch 1 scores early_loss, the last val/test_loss).
 
     nice -n 19 .venv/bin/python bench/bench_solver.py --whole --only 12t 30t [--repeat 3]
+
+``--whole --only 27L``: issue 20's shape, 27 tasks with singles, pairs, 2,806 random task sets
+of 9-17 tasks and the all-task network (3,185 networks, cost 1 each; instances.large_networks),
+budgets 1, 2, 3, 4, 5, 6, 8, 10. The table adds CPU seconds (less sensitive to a shared
+machine than wall time) and per method how many budgets were proven optimal.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import highspy
 
-from pipeline.selection.instances import planted, spread_budgets
+from pipeline.selection.instances import large_networks, planted, spread_budgets
 from pipeline.selection.solver import BudgetSolver, InfeasibleBudget, PlainSolver
 
 CASES = {
@@ -43,6 +49,9 @@ CASES = {
     "100p": (100, (2,)),
     "200p": (200, (2,)),
 }
+# Issue 20's shape (--whole only): 27 tasks, singles, pairs, 2,806 sets of 9-17 tasks and the
+# all-task network (3,185 networks, cost 1 each), budgets 1-10.
+LARGE = {"27L": (27, [1, 2, 3, 4, 5, 6, 8, 10])}
 
 
 def timed(solver_cls, loss, cost, budgets, cap=None, **kw):
@@ -102,7 +111,9 @@ def external_frame(n_task: int, orders: tuple[int, ...], seed: int = 0):
     import numpy as np
     import pandas as pd
 
-    loss, cost = planted(n_task, orders, seed=seed)
+    loss, cost = (
+        large_networks(n_task, seed=seed) if orders is None else planted(n_task, orders, seed=seed)
+    )
     rng = np.random.default_rng(seed + 1)
     tasks = [f"t{t:02d}" for t in range(n_task)]
     rows = []
@@ -184,15 +195,24 @@ def whole(keys: list[str], repeat: int, keep: str | None, seed: int, command: st
         f"Python {platform.python_version()}, {machine()}; "
         f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; seed {seed}\n"
     )
-    print("| instance | networks | budgets | wall (s) per run | load avg (1 min) per run |")
-    print("|---|---:|---|---|---|")
+    print(
+        "| instance | networks | budgets | wall (s) per run | CPU (s) per run "
+        "| load avg (1 min) per run | OS / ESA / HOA: feasible budgets proven optimal (max gap) |"
+    )
+    print("|---|---:|---|---|---|---|---|")
     root = Path(__file__).resolve().parent.parent
     for key in keys:
-        n_task, orders = CASES[key]
+        if key in LARGE:
+            n_task, budgets = LARGE[key]
+            orders = None
+        else:
+            n_task, orders = CASES[key]
+            budgets = (
+                [1 + 0.5 * i for i in range(9)]
+                if n_task == 12
+                else spread_budgets(n_task, max(orders))
+            )
         frame = external_frame(n_task, orders, seed)
-        budgets = (
-            [1 + 0.5 * i for i in range(9)] if n_task == 12 else spread_budgets(n_task, max(orders))
-        )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{key}.parquet"
             if command == "select":
@@ -202,7 +222,7 @@ def whole(keys: list[str], repeat: int, keep: str | None, seed: int, command: st
                 write_table(table, path, schema)
             else:
                 frame.to_parquet(path, index=False)
-            walls, loads = [], []
+            walls, cpus, loads, gaps = [], [], [], []
             for r in range(repeat):
                 out = Path(keep) / key if keep else Path(tmp) / f"out{r}"
                 source = ["select", "--metrics"] if command == "select" else ["solve-external"]
@@ -220,16 +240,38 @@ def whole(keys: list[str], repeat: int, keep: str | None, seed: int, command: st
                     ",".join(f"{b:g}" for b in budgets),
                 ]
                 t0 = time.perf_counter()
+                c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 subprocess.run(cmd, check=True, cwd=root, stdout=subprocess.DEVNULL)
                 walls.append(time.perf_counter() - t0)
+                c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
                 loads.append(os.getloadavg()[0])
-        label = f"{n_task} tasks + {'triples' if 3 in orders else 'pairs'} ({command})"
+                gaps.append(_gaps(out / "groupings.parquet"))
+        shape = (
+            "networks of 1-27 tasks" if orders is None else "triples" if 3 in orders else "pairs"
+        )
+        label = f"{n_task} tasks, {shape} ({command})"
         print(
             f"| {label} | {frame['network'].nunique():,} | {len(budgets)} "
             f"({budgets[0]:g}..{budgets[-1]:g}) | {' '.join(f'{w:.2f}' for w in walls)} | "
-            f"{' '.join(f'{x:.2f}' for x in loads)} |",
+            f"{' '.join(f'{c:.1f}' for c in cpus)} | "
+            f"{' '.join(f'{x:.2f}' for x in loads)} | {'; '.join(gaps) or '—'} |",
             flush=True,
         )
+
+
+def _gaps(path: Path) -> str:
+    """Per method, how many budgets are proven optimal, and the largest gap of the rest."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path).groupby(["selection_method", "budget"]).first().reset_index()
+    parts = []
+    for method in ("optimal", "esa", "hoa"):
+        rows = frame[(frame["selection_method"] == method) & (frame["status"] != "infeasible")]
+        proven = int(((rows["status"] == "ok") & (rows["gap"] == 0)).sum())
+        worst = rows["gap"].max()
+        parts.append(f"{proven}/{len(rows)}" + (f" ({worst:.2%})" if worst > 0 else ""))
+    return " / ".join(parts)
 
 
 def main() -> None:

@@ -231,3 +231,47 @@ def test_summary_lists_large_sets_compactly() -> None:
     assert (
         "assay 30," not in line and _listed(names[:3], 30, "tasks") == "assay 0, assay 1, assay 2"
     )
+
+
+def test_a_time_limited_answer_is_labelled_with_its_gap(tmp_path):
+    from pipeline.selection import Settings, run_external
+    from pipeline.selection.solving import TIME_LIMIT_S
+
+    # Finite by default, per method; a mapping overrides some methods, a number all of them.
+    assert all(v is not None and v > 0 for v in Settings().time_limit_s.values())
+    partial = Settings.from_config({"time_limit_s": {"hoa": 3}})
+    assert partial.time_limit("hoa") == 3
+    assert partial.time_limit("optimal") == TIME_LIMIT_S["optimal"]
+    assert Settings.from_config({"time_limit_s": None}).time_limit("optimal") is None
+    with pytest.raises(ValueError, match="unknown method"):
+        Settings.from_config({"time_limit_s": {"os": 3}})
+    with pytest.raises(ValueError, match="positive seconds"):
+        Settings.from_config({"time_limit_s": {"esa": -1}})
+
+    loss, cost = planted(12, (2, 3), seed=0)
+    tasks = [f"t{i}" for i in range(12)]
+    rows = []
+    for row, c in zip(loss, cost):
+        members = np.flatnonzero(~np.isnan(row))
+        name = "+".join(tasks[i] for i in members) + ("@half" if c == 0.5 else "@full")
+        rows += [(name, c, tasks[i], row[i], row[i] * 1.01) for i in members]
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows, columns=["network", "cost", "task", "val_loss", "test_loss"]).to_csv(
+        path, index=False
+    )
+    # A millisecond stops OS before it proves anything (the cover is its incumbent); ESA has no
+    # early losses; HOA keeps its default and proves every budget.
+    config = {"budgets": [4, 6], "time_limit_s": {"optimal": 0.001}, "random_samples": 20}
+    run_external(path, config, tmp_path / "out")
+    frame = pd.read_parquet(tmp_path / "out" / "groupings.parquet")
+    first = frame.groupby(["selection_method", "budget"]).first()
+    stopped = first.loc["optimal"]
+    assert (stopped["status"] == "ok").all() and (stopped["gap"] > 0).all()
+    assert stopped["note"].str.startswith("not proven optimal").all()
+    assert (first.loc["hoa", "gap"] == 0).all()
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "### Proven optimality gap" in summary
+    for gap in stopped["gap"]:
+        shown = f"{gap:.2%}" if np.isfinite(gap) else "no bound"
+        assert f"| **{shown}** (stopped: 0.001 s for all budgets) |" in summary
+    assert "**Not proven optimal**" in summary

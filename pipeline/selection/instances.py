@@ -56,3 +56,40 @@ def spread_budgets(n_task: int, max_order: int, count: int = 9) -> list[float]:
     """``count`` budgets from the cheapest cover, ceil(n / max_order), to n (all full singles)."""
     low = math.ceil(n_task / max_order)
     return [float(b) for b in np.round(np.linspace(low, n_task, count) * 2) / 2]
+
+
+def large_networks(
+    n_task: int = 27,
+    n_large: int = 2806,
+    sizes: tuple[int, int] = (9, 17),
+    seed: int = 0,
+    cluster_size: int = 5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(loss, cost) shaped like issue 20's external table: every single, every pair, the
+    all-task network and ``n_large`` distinct random task sets of ``sizes`` tasks (27 tasks:
+    3,185 networks), each costing 1, scored with planted's affinity model."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.5, 1.0, n_task)
+    cluster = np.arange(n_task) // cluster_size
+    affinity = np.where(cluster[:, None] == cluster[None, :], -0.10, 0.06)
+    affinity = affinity + rng.normal(0.0, 0.04, (n_task, n_task))
+    sets = [(t,) for t in range(n_task)] + list(itertools.combinations(range(n_task), 2))
+    seen = set(sets) | {tuple(range(n_task))}
+    while len(sets) < n_task + n_task * (n_task - 1) // 2 + n_large:
+        k = int(rng.integers(sizes[0], sizes[1] + 1))
+        s = tuple(sorted(rng.choice(n_task, k, replace=False).tolist()))
+        if s not in seen:
+            seen.add(s)
+            sets.append(s)
+    sets.append(tuple(range(n_task)))
+    loss = np.full((len(sets), n_task), np.nan)
+    for n, s in enumerate(sets):
+        members = np.array(s)
+        if members.size == 1:
+            loss[n, members] = base[members]
+            continue
+        block = affinity[members[:, None], members[None, :]]
+        mean = (block.sum(axis=1) - np.diag(block)) / (members.size - 1)
+        noise = rng.normal(0.0, 0.02, members.size)
+        loss[n, members] = base[members] * (1.0 + mean + noise)
+    return loss, np.ones(len(sets))

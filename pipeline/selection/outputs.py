@@ -186,6 +186,28 @@ def _verdict(best: Scored, baseline: Scored) -> str:
 TEMPLATES = Path(__file__).resolve().parents[2] / "report"
 
 
+# The answers a MIP decides, with a proven gap each (worst: how far from the true worst).
+PROVEN = ("optimal", "esa", "hoa", "worst")
+
+
+def _gap(s: Scored, settings: Settings, method: str) -> str:
+    """An answer's proven relative gap: 0 (optimal), or the gap where the time limit stopped
+    HiGHS first, labelled."""
+    o = s.outcome
+    if o.gap is None or not s.ok:
+        return o.status if not s.ok else "—"
+    if o.gap <= 0:
+        return "0"
+    limit = settings.time_limit(method)
+    why = (
+        f"stopped: {limit:g} s for all budgets"
+        if limit and method != "worst"
+        else "stopped at its limit"
+    )
+    shown = f"{o.gap:.2%}" if np.isfinite(o.gap) else "no bound"
+    return f"**{shown}** ({why})"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     # A "|" in a task name would end its Markdown cell.
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -287,6 +309,10 @@ def _method_section(
             for b in budgets
         ],
     )
+    gaps = _table(
+        ["budget"] + [LABELS[m] for m in PROVEN],
+        [[f"{b:g}"] + [_gap(by[m, b], settings, m) for m in PROVEN] for b in budgets],
+    )
     ordered = sorted(scored, key=lambda s: (s.outcome.method, s.outcome.budget))
     notes = _grouped_notes([s.outcome for s in ordered if s.outcome.status != "ok"])
     unproven = [
@@ -318,6 +344,7 @@ def _method_section(
         serving=serving,
         advantage=advantage,
         not_solved="\nNot solved:\n\n" + "\n".join(notes) + "\n" if notes else "",
+        gaps=gaps,
         proof=proof,
     )
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -49,6 +50,10 @@ from .scoring import total
 
 class InfeasibleBudget(ValueError):
     """No set of networks within the budget covers every task."""
+
+
+class NoIncumbent(RuntimeError):
+    """The time limit stopped HiGHS before it found any choice within the budget."""
 
 
 @dataclass(frozen=True)
@@ -123,27 +128,40 @@ def cost_unit(cost: np.ndarray, max_denominator: int = 1000) -> int | None:
     return scale
 
 
-def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Per network: True when another network makes it useless to the minimisation (module
-    doc). Of networks equal in task set, cost and losses the first is kept."""
+def dominated(
+    loss: np.ndarray, cost: np.ndarray, estimated: np.ndarray | None = None
+) -> np.ndarray:
+    """Per network: True when another network makes it useless to the minimisation and to the
+    tie-break (TieBreak): network A is dropped when some B costs no more, has every task of A
+    and a loss no worse on each, and swapping A for B in any solution either lowers its
+    objective or wins the tie-break. That holds when B is cheaper, or strictly better on every
+    task of A, or equal on both and preferred (measured over estimated, fewer tasks, lower
+    index). Equal cost with B better on some tasks only keeps A: A may serve just the others."""
     defined = ~np.isnan(loss)
     n_net = loss.shape[0]
+    est = np.zeros(n_net, dtype=bool) if estimated is None else np.asarray(estimated, dtype=bool)
+    n_tasks = defined.sum(axis=1)
     masks = [int(sum(1 << int(t) for t in np.flatnonzero(row))) for row in defined]
     by_mask: dict[int, list[int]] = {}
     for n, m in enumerate(masks):
         by_mask.setdefault(m, []).append(n)
     distinct = list(by_mask)
+    # Up to 62 tasks a mask is an int64: the subsets of a large network are found by one numpy
+    # test over the distinct masks (Python loops took 9 s on 3,185 networks of 9-17 tasks).
+    distinct_np = np.array(distinct, dtype=np.int64) if loss.shape[1] <= 62 else None
     pairs_a: list[int] = []
     pairs_b: list[int] = []
     for m_b, nets_b in by_mask.items():
         k = m_b.bit_count()
-        if k <= 16 and (1 << k) <= 4 * len(distinct):
+        if k <= 6 or (distinct_np is None and k <= 16 and (1 << k) <= 4 * len(distinct)):
             bits = [1 << i for i in range(m_b.bit_length()) if m_b >> i & 1]
             subsets = (
                 sum(b for b, keep in zip(bits, choice) if keep)
                 for choice in itertools.product((0, 1), repeat=k)
             )
             subs = [s for s in subsets if s and s in by_mask]
+        elif distinct_np is not None:
+            subs = distinct_np[(distinct_np & ~np.int64(m_b)) == 0].tolist()
         else:
             subs = [m for m in distinct if m & ~m_b == 0]
         for m_a in subs:
@@ -161,14 +179,14 @@ def dominated(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
     la = np.where(on_a, loss[a], 0.0)
     lb = np.where(on_a, loss[b], 0.0)
     weak = (cost[b] <= cost[a]) & np.all(lb <= la, axis=1)
-    # B >= A weakly; it is strictly better unless A >= B too (same set, cost and losses), in
-    # which case the lower index wins, so exactly one of equals survives.
-    same = (
-        (defined[b].sum(axis=1) == on_a.sum(axis=1))
-        & (cost[b] == cost[a])
-        & np.all(lb == la, axis=1)
+    strict = np.all(~on_a | (lb < la), axis=1)
+    equal = (cost[b] == cost[a]) & np.all(lb == la, axis=1)
+    # The tie-break's order past cost: measured first, then fewer tasks, then the lower index
+    # (a strict total order, so of equals exactly one survives).
+    preferred = (est[b] < est[a]) | (
+        (est[b] == est[a]) & ((n_tasks[b] < n_tasks[a]) | ((n_tasks[b] == n_tasks[a]) & (b < a)))
     )
-    hit = weak & (~same | (b < a))
+    hit = weak & ((cost[b] < cost[a]) | strict | (equal & preferred))
     out[a[hit]] = True
     return out
 
@@ -281,6 +299,15 @@ def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
     return idx[np.argmin(sub, axis=0)]
 
 
+# The least seconds a budget gets from solve_all's shared total once it is spent: HiGHS then
+# hands back the incumbent it was given (an earlier budget's answer, the cover, OS's answer).
+MIN_SHARE_S = 0.001
+
+# TieBreak: objectives within this relative margin are tied (HiGHS' feasibility tolerance, set
+# in _highs, so no finer difference is provable), and the largest combined integer weight.
+TIE_TOLERANCE = 1e-9
+TIE_WEIGHT_MAX = 1e7
+
 # Networks with at most this many tasks enter the MIP as one column per subset of their tasks
 # (2^k - 1 of them); larger ones as facility-location blocks (_Model). Measured on the
 # planted instances: 4 keeps the 12-task demo's all-in-one network out (4,095 subsets) and every
@@ -315,11 +342,13 @@ class _Model:
         verbose: bool,
         presolve: bool = False,
         subset_max: int = SUBSET_MAX_TASKS,
+        estimated: np.ndarray | None = None,
     ) -> None:
         n_net, n_task = loss.shape
         self.n_net, self.n_task, self.unit = n_net, n_task, unit
         defined = ~np.isnan(loss)
         size = defined.sum(axis=1)
+        est = np.zeros(n_net, dtype=bool) if estimated is None else np.asarray(estimated, bool)
         n_costs = np.unique(np.round(cost * 1e9)).size
         if float(n_task + 1) ** min(subset_max, int(size.max(initial=1))) * n_costs >= 2.0**62:
             # Served sets would not fit the 63-bit codes of _code: facility blocks only (the
@@ -341,8 +370,9 @@ class _Model:
                     owners.append(nets)
         if keys:
             key, value, owner = np.concatenate(keys), np.concatenate(values), np.concatenate(owners)
-            # Per (served set, cost) the least loss, the lowest network on ties.
-            order = np.lexsort((owner, value, *key.T[::-1]))
+            # Per (served set, cost) the least loss, on ties the network TieBreak prefers:
+            # measured, then fewer tasks, then the lowest index.
+            order = np.lexsort((owner, size[owner], est[owner], value, *key.T[::-1]))
             key, value, owner = key[order], value[order], owner[order]
             first = np.r_[True, np.any(key[1:] != key[:-1], axis=1)]
             key, value, owner = key[first], value[first], owner[first]
@@ -387,34 +417,62 @@ class _Model:
         self.obj_y = loss[self.y_net, self.y_task]
         n_col = n_sub + n_x + n_y
         self.highs = _highs(verbose)
+        self.verbose, self.presolve = verbose, presolve
         if presolve:
             self.highs.setOptionValue("presolve", "on")
-        self.highs.passModel(
-            _lp(
-                obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
-                col_lo=np.zeros(n_col),
-                col_hi=np.ones(n_col),
-                rows=rows,
-                cols=cols,
-                vals=vals,
-                row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
-                row_hi=np.concatenate(
-                    [
-                        np.ones(n_task),
-                        np.zeros(n_y),
-                        [row_cost[owner].sum() + row_cost[self.big].sum()],
-                    ]
-                ),
-                n_binary=n_sub + n_x,
-            )
+        # Per column, the network it deploys (-1: a y column), for the tie-break criteria.
+        self.deploys = np.concatenate([owner, self.big, np.full(n_y, -1)]).astype(int)
+        self.row_cost, self.est, self.size = row_cost, est, size
+        self.lp = _lp(
+            obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
+            col_lo=np.zeros(n_col),
+            col_hi=np.ones(n_col),
+            rows=rows,
+            cols=cols,
+            vals=vals,
+            row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
+            row_hi=np.concatenate(
+                [
+                    np.ones(n_task),
+                    np.zeros(n_y),
+                    [row_cost[owner].sum() + row_cost[self.big].sum()],
+                ]
+            ),
+            n_binary=n_sub + n_x,
         )
+        self.highs.passModel(self.lp)
         self.loss, self.cost = loss, cost
 
     def run(
-        self, limit: float, start: np.ndarray | None, time_limit: float | None
+        self,
+        limit: float,
+        start: np.ndarray | None,
+        time_limit: float | None,
+        off: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float, float, float] | None:
         """Solve with total cost <= limit; (x, objective, bound, gap) or None if infeasible.
-        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent."""
+        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent; ``off``: per
+        network, True where no choice within the limit can hold it (fixed to 0 for this run)."""
+        h = self.highs
+        fixed = np.zeros(0, dtype=np.int32)
+        if off is not None and off.any():
+            fixed = self._columns_of(off)
+            h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.zeros(fixed.size))
+        try:
+            return self._run(limit, start, time_limit)
+        finally:
+            if fixed.size:
+                h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.ones(fixed.size))
+
+    def _columns_of(self, off: np.ndarray) -> np.ndarray:
+        """The columns (subset, x and y) of the networks marked in ``off``."""
+        return np.flatnonzero(
+            np.concatenate([off[self.col_net], off[self.big], off[self.y_net]])
+        ).astype(np.int32)
+
+    def _run(
+        self, limit: float, start: np.ndarray | None, time_limit: float | None
+    ) -> tuple[np.ndarray, float, float, float] | None:
         h = self.highs
         bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
         h.changeRowBounds(self.budget_row, 0.0, float(bound))
@@ -430,6 +488,8 @@ class _Model:
             return None
         info = h.getInfo()
         has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
+        if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
+            raise NoIncumbent(f"no choice found within {time_limit:.3g} s (the time limit)")
         if status != highspy.HighsModelStatus.kOptimal and not (
             status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
             and has_solution
@@ -440,6 +500,73 @@ class _Model:
         if status == highspy.HighsModelStatus.kOptimal:
             return x, objective, objective, 0.0
         return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
+
+    def tie_break(
+        self,
+        limit: float,
+        objective: float,
+        time_limit: float | None,
+        off: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """x of the solution TieBreak prefers among those whose objective is at most
+        ``objective``, the optimum run just proved; its solution is the first incumbent."""
+        col = np.asarray(self.highs.getSolution().col_value)
+        h = _highs(self.verbose)
+        if self.presolve:
+            h.setOptionValue("presolve", "on")
+        h.passModel(self.lp)
+        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
+        h.changeRowBounds(self.budget_row, 0.0, float(bound))
+        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        if off is not None and off.any():
+            fixed = self._columns_of(off)
+            h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.zeros(fixed.size))
+        n_col = col.size
+        primary = np.asarray(self.lp.col_cost_)
+        # Objectives equal to HiGHS' feasibility tolerance are ties: what the MIP can tell apart.
+        _add_row(h, primary, objective + TIE_TOLERANCE * max(1.0, abs(objective)))
+        cols = np.flatnonzero(self.deploys >= 0)
+        nets = self.deploys[cols]
+        ones = np.ones(cols.size)
+        # Criteria in order, over the deploying columns: (coefficients, integral).
+        criteria = [(ones, True)]
+        if np.unique(self.row_cost[nets]).size > 1:  # equal costs: cost is count x cost
+            criteria.append((np.asarray(self.row_cost[nets], dtype=float), bool(self.unit)))
+        if self.est[nets].any():
+            criteria.append((self.est[nets].astype(float), True))
+        criteria.append((self.size[nets].astype(float), True))
+        # Only solutions deploying no more networks than this one can win: that bounds the
+        # range of every integral criterion, so consecutive ones combine into one objective
+        # with exact integer weights (up to TIE_WEIGHT_MAX).
+        deployed = int(round(col[cols].sum()))
+        _add_row(h, _spread(ones, cols, n_col), float(deployed))
+        groups: list[tuple[np.ndarray, bool]] = []
+        for coef, integral in criteria:
+            top = deployed * float(coef.max(initial=0.0))
+            if groups and groups[-1][1] and integral:
+                weights = groups[-1][0] * (top + 1) + coef
+                if deployed * weights.max(initial=0.0) <= TIE_WEIGHT_MAX:
+                    groups[-1] = (weights, True)
+                    continue
+            groups.append((coef, integral))
+        for g, (coef, integral) in enumerate(groups):
+            full = _spread(coef, cols, n_col)
+            h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), full)
+            start = highspy.HighsSolution()
+            start.col_value = col
+            start.value_valid = True
+            h.setSolution(start)
+            h.run()
+            status = h.getModelStatus()
+            if h.getInfo().primal_solution_status == 2:
+                col = np.asarray(h.getSolution().col_value)
+            if status != highspy.HighsModelStatus.kOptimal:
+                break  # the time limit: keep the best tie found so far (still optimal)
+            if g + 1 < len(groups):
+                value = float(full @ col)
+                slack = 0.5 if integral else TIE_TOLERANCE * max(1.0, abs(value))
+                _add_row(h, full, value + slack)
+        return self._networks(col)
 
     def _code(self, served: np.ndarray, cost_rank: np.ndarray) -> np.ndarray:
         powers = self.base ** np.arange(self.width, dtype=np.int64)
@@ -496,13 +623,16 @@ class BudgetSolver:
         subset_max: int = SUBSET_MAX_TASKS,
         time_limit: float | None = None,
         verbose: bool = False,
+        estimated: np.ndarray | None = None,
+        tie_break: bool = True,
     ) -> None:
         loss = np.asarray(loss, dtype=float)
         cost = np.asarray(cost, dtype=float)
         _check(loss, cost)
         self.loss, self.cost, self.tolerance = loss, cost, float(tolerance)
-        self.warm_start, self.time_limit = warm_start, time_limit
-        self.kept = np.flatnonzero(~dominated(loss, cost)) if reduce else np.arange(len(cost))
+        self.warm_start, self.time_limit, self.tie_break = warm_start, time_limit, tie_break
+        est = np.zeros(len(cost), dtype=bool) if estimated is None else np.asarray(estimated, bool)
+        self.kept = np.flatnonzero(~dominated(loss, cost, est)) if reduce else np.arange(len(cost))
         sub_loss, sub_cost = loss[self.kept], cost[self.kept]
         self.cover: Cover | None = None
         if cover_bound or warm_start:
@@ -521,33 +651,49 @@ class BudgetSolver:
             verbose,
             presolve=not subsets and self.kept.size > 1000,
             subset_max=subset_max if subsets else 0,
+            estimated=est[self.kept],
         )
         self._best: list[Solution] = []  # solved so far, for warm starts
+        self._masks: np.ndarray | None = None  # kept networks' task sets as int64 bits
 
-    def _start(self, limit: float) -> np.ndarray | None:
-        """The best known choice within ``limit``: an earlier optimum or the cheapest cover."""
+    def _start(self, limit: float, hint: Sequence[int] | None = None) -> np.ndarray | None:
+        """The best known choice within ``limit``: an earlier optimum, the cheapest cover or
+        ``hint`` (network indices), whichever has the least objective here."""
         if not self.warm_start:
             return None
-        fits = [s for s in self._best if s.cost <= limit + 1e-9]
-        if fits:
-            chosen = min(fits, key=lambda s: s.objective).chosen
-        elif self.cover is not None and self.cover.cost <= limit + 1e-9:
-            chosen = self.cover.chosen
-        else:
+        options = [s.chosen for s in self._best if s.cost <= limit + 1e-9]
+        if self.cover is not None and self.cover.cost <= limit + 1e-9:
+            options.append(self.cover.chosen)
+        if hint is not None:
+            # Dropped networks are dominated here: the rest may still cover every task.
+            hint = [int(n) for n in np.intersect1d(hint, self.kept)]
+            covers = (~np.isnan(self.loss[hint])).any(axis=0).all() if hint else False
+            if covers and self.cost[hint].sum() <= limit + 1e-9:
+                options.append(tuple(hint))
+        if not options:
             return None
+        chosen = min(options, key=lambda c: total(self.loss, list(c)))
         x = np.zeros(self.kept.size)
         x[np.searchsorted(self.kept, chosen)] = 1.0
         return x
 
-    def solve(self, budget: float) -> Solution:
-        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists."""
+    def solve(self, budget: float, hint: Sequence[int] | None = None) -> Solution:
+        """The optimal choice within ``budget`` (+ tolerance); InfeasibleBudget if none exists.
+        ``hint``: a choice (network indices) to start from if it is feasible."""
         limit = float(budget) + self.tolerance
         if self.cover is not None and limit < self.cover.lower - 1e-9:
             raise self._infeasible(budget)
-        result = self.model.run(limit, self._start(limit), self.time_limit)
+        began = time.perf_counter()
+        off = self._cannot_fit(limit)
+        result = self.model.run(limit, self._start(limit, hint), self.time_limit, off)
         if result is None:
             raise self._infeasible(budget)
-        x, _, bound, gap = result
+        x, objective, bound, gap = result
+        if self.tie_break and gap <= 0.0:
+            left = None
+            if self.time_limit:
+                left = max(self.time_limit - (time.perf_counter() - began), 0.01)
+            x = self.model.tie_break(limit, objective, left, off)
         chosen = self.kept[np.flatnonzero(x > 0.5)]
         assignment = _assignment(self.loss, chosen)
         # Deploy only networks that serve a task: an unused one can only cost budget, and
@@ -567,17 +713,62 @@ class BudgetSolver:
         self._best.append(solution)
         return solution
 
-    def solve_all(self, budgets: Iterable[float]) -> list[Solution | None]:
-        """One solution per budget, None where infeasible; solved in increasing order so that
-        each optimum warm-starts the next."""
+    def solve_all(
+        self,
+        budgets: Iterable[float],
+        hints: Sequence[Sequence[int] | None] | None = None,
+        total_time: float | None = None,
+    ) -> list[Solution | NoIncumbent | None]:
+        """One solution per budget, None where infeasible, NoIncumbent where the time limit
+        stopped HiGHS before any choice; solved in increasing order so that each optimum
+        warm-starts the next. ``hints``: per budget, a choice to start from. ``total_time``:
+        seconds for all budgets together, each getting at most half of what is left (what an
+        easy budget leaves goes to the others), within ``time_limit`` per budget."""
         budgets = list(budgets)
-        out: list[Solution | None] = [None] * len(budgets)
-        for i in sorted(range(len(budgets)), key=lambda i: budgets[i]):
-            try:
-                out[i] = self.solve(budgets[i])
-            except InfeasibleBudget:
-                out[i] = None
+        out: list[Solution | NoIncumbent | None] = [None] * len(budgets)
+        order = sorted(range(len(budgets)), key=lambda i: budgets[i])
+        per_budget, began = self.time_limit, time.perf_counter()
+        try:
+            for k, i in enumerate(order):
+                if total_time is not None:
+                    # Up to half of what is left (the last budget: all of it): the first
+                    # budgets to be solved, the tightest, are the hard ones, and a root LP
+                    # cut short proves nothing.
+                    left = total_time - (time.perf_counter() - began)
+                    share = left / min(2, len(order) - k)
+                    self.time_limit = max(min(share, per_budget or math.inf), MIN_SHARE_S)
+                try:
+                    out[i] = self.solve(budgets[i], hints[i] if hints is not None else None)
+                except InfeasibleBudget:
+                    out[i] = None
+                except NoIncumbent as err:
+                    out[i] = err
+        finally:
+            self.time_limit = per_budget
         return out
+
+    def _cannot_fit(self, limit: float) -> np.ndarray | None:
+        """Per kept network, True where no choice within ``limit`` holds it: what is left
+        after it buys no other network and it lacks a task, or buys at most one and no network
+        within that has every task it lacks. Cheap, and what makes a budget of one network
+        (27 tasks, 3,185 networks: every one but the all-task network) instant."""
+        n_task = self.loss.shape[1]
+        if n_task > 62:
+            return None
+        unit = self.model.unit
+        limit = math.floor(limit * unit + 1e-9) / unit if unit else limit
+        if self._masks is None:
+            bits = np.int64(1) << np.arange(n_task, dtype=np.int64)
+            self._masks = (~np.isnan(self.loss[self.kept])) @ bits
+        masks, cost = self._masks, self.cost[self.kept]
+        full = np.int64((1 << n_task) - 1)
+        left = limit - cost + 1e-9
+        cheapest = cost.min()
+        off = (left < cheapest) & (masks != full)
+        for n in np.flatnonzero((left >= cheapest) & (left < 2 * cheapest) & (masks != full)):
+            lacks = full & ~masks[n]
+            off[n] = not np.any(((lacks & ~masks) == 0) & (cost <= left[n]))
+        return off
 
     def _infeasible(self, budget: float) -> InfeasibleBudget:
         need = self.cover.lower if self.cover else cheapest_cover(self.loss, self.cost)
@@ -616,9 +807,10 @@ def solve_budgets(
     budgets: Iterable[float],
     tolerance: float = 0.0,
     time_limit: float | None = None,
-) -> list[Solution | None]:
-    """One solution per budget; None where the budget is below the cheapest cover. Budgets are
-    solved in increasing order, each optimum warm-starting the next."""
+) -> list[Solution | NoIncumbent | None]:
+    """One solution per budget; None where the budget is below the cheapest cover, NoIncumbent
+    where ``time_limit`` (seconds per budget) ran out before any choice. Budgets are solved in
+    increasing order, each optimum warm-starting the next."""
     return BudgetSolver(loss, cost, tolerance, time_limit=time_limit).solve_all(budgets)
 
 
@@ -790,6 +982,18 @@ def worst_cover(
 ) -> tuple[tuple[int, ...], float, float] | None:
     """The worst maximal cover at one budget (WorstCover): (chosen, value, gap) or None."""
     return WorstCover(loss, cost, tolerance).solve(budget, time_limit)
+
+
+def _spread(values: np.ndarray, cols: np.ndarray, n_col: int) -> np.ndarray:
+    out = np.zeros(n_col)
+    out[cols] = values
+    return out
+
+
+def _add_row(h: highspy._Highs, coef: np.ndarray, upper: float) -> None:
+    """Add the row coef . x <= upper."""
+    nz = np.flatnonzero(coef)
+    h.addRow(-highspy.kHighsInf, float(upper), nz.size, nz.astype(np.int32), coef[nz])
 
 
 def _lp(

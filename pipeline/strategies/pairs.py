@@ -25,7 +25,7 @@ def hoa_groups(metrics_files: Sequence[str], tasks: Sequence[str], selection: di
     from ..selection import Settings
     from ..selection.candidates import build, query_metrics
     from ..selection.hoa import higher_order_approximation
-    from ..selection.solver import solve_budgets
+    from ..selection.solver import BudgetSolver, Solution
 
     settings = Settings.from_config(selection)
     with tempfile.TemporaryDirectory() as scratch:
@@ -38,9 +38,15 @@ def hoa_groups(metrics_files: Sequence[str], tasks: Sequence[str], selection: di
         cand = cand.normalised()
     hoa = higher_order_approximation(cand, settings.hoa_max_order, settings.hoa_max_networks)
     nets = np.flatnonzero(hoa.usable(hoa.val))
-    solutions = solve_budgets(
-        hoa.val[nets], hoa.cost[nets], settings.budgets, settings.cost_tolerance
-    )
+    # Ties go to measured networks (none of the decided ones needs training then); HOA's own
+    # time limit bounds each budget, so deciding always ends.
+    solutions = BudgetSolver(
+        hoa.val[nets],
+        hoa.cost[nets],
+        settings.cost_tolerance,
+        time_limit=settings.time_limit("hoa"),
+        estimated=~hoa.trained[nets],
+    ).solve_all(settings.budgets)
     single_full = {}
     for t in range(len(hoa.tasks)):
         singles = np.flatnonzero(hoa.singles() & hoa.members[:, t] & hoa.trained)
@@ -48,8 +54,8 @@ def hoa_groups(metrics_files: Sequence[str], tasks: Sequence[str], selection: di
             single_full[t] = hoa.val[singles[np.argmax(hoa.cost[singles])], t]
     networks: dict[tuple[str, ...], dict] = {}
     for budget, solution in zip(settings.budgets, solutions):
-        if solution is None:
-            continue
+        if not isinstance(solution, Solution):
+            continue  # infeasible budget, or stopped before any choice
         for index in (int(nets[i]) for i in solution.chosen):
             if hoa.trained[index]:
                 continue
