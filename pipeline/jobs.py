@@ -34,7 +34,10 @@ def select_job(input, output, params, log, threads) -> None:
     from .selection import run_selection
 
     try:
-        run_selection(input.metrics, params.selection, output, params.tasks, log[0])
+        run_selection(
+            input.metrics, params.selection, output, params.tasks, log[0], input.networks,
+            input.split,
+        )  # fmt: skip
     except Exception as err:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)

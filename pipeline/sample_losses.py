@@ -12,6 +12,7 @@ the row's labelled pixels' mean, with their count as ``weight``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,16 @@ import torch
 
 from .metrics import dense_loss_terms, row_losses
 from .schema import TEST_LOSSES, write_table
+
+
+def samples_file(metrics_file: str | os.PathLike) -> Path:
+    """A network's TEST_LOSSES file: ``<results>/samples/`` + the path of its metrics file
+    under ``<results>/runs/`` (rules/train.smk writes both)."""
+    path = Path(metrics_file)
+    runs = path.parents[3]  # runs/<method>/seed<s>/<size>/<stem>.parquet
+    if runs.name != "runs":
+        raise ValueError(f"{metrics_file}: not a network file under a runs/ folder")
+    return runs.parent / "samples" / path.relative_to(runs)
 
 
 def _empty() -> pa.Table:

@@ -75,7 +75,8 @@ NETWORKS = pa.schema(
 
 # results/samples/<same path as the network's runs/ file>: each labelled test value's loss at
 # the final epoch, from the final model (pipeline/sample_losses.py), so a difference of two
-# groupings' test totals gets a paired bootstrap interval over the test rows (pipeline/gains.py).
+# groupings' test totals gets a paired bootstrap interval over the test rows
+# (pipeline/selection/gains.py).
 # Long format: one row per test row x task with a label. A diverged network has no rows.
 TEST_LOSSES = pa.schema(
     [
@@ -152,7 +153,7 @@ GROUPINGS = pa.schema(
 
 
 # results/gains.parquet: each answer's test-total difference against a reference grouping at
-# one budget, with a 95 % interval (pipeline/gains.py; docs/intervals.md).
+# one budget, with a 95 % interval (pipeline/selection/gains.py; docs/intervals.md).
 GAINS = pa.schema(
     [
         pa.field("architecture", pa.string(), nullable=False),
@@ -163,7 +164,8 @@ GAINS = pa.schema(
         # The answer (a groupings selection_method) and what it is compared against.
         pa.field("method", pa.string(), nullable=False),
         pa.field("against", pa.string(), nullable=False),
-        # Total test loss of method minus that of against: negative = method's loss is lower.
+        # Total test loss of against minus that of method: positive = method's loss is lower (a
+        # gain), as the summary's advantage.
         pa.field("difference", pa.float64(), nullable=True),
         # The 95 % interval of the difference; null where none could be computed (see how).
         pa.field("low", pa.float64(), nullable=True),

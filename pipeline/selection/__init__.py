@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from ..schema import GROUPINGS
+from ..schema import GAINS, GROUPINGS, write_table
 from .candidates import CandidateFrames, build, query_external, query_metrics
 from .external import read_external
+from .gains import SampleSource, gains_frame
 from .outputs import groupings_frame, plot_curves, summary_markdown, write_groupings, write_text
 from .scoring import score
 from .solver import InfeasibleBudget, Solution, solve, solve_budgets
@@ -43,23 +45,30 @@ class OutputPaths:
     groupings: Path
     plot: Path
     summary: Path
+    gains: Path
 
     @classmethod
     def of(cls, out: str | os.PathLike | object) -> OutputPaths:
-        """A directory (groupings.parquet, budget_curve.png, summary.md inside it) or anything
-        with ``groupings``, ``plot`` and ``summary`` attributes (a Snakemake rule's output)."""
+        """A directory (groupings.parquet, budget_curve.png, summary.md, gains.parquet inside
+        it) or anything with ``groupings``, ``plot``, ``summary`` and ``gains`` attributes (a
+        Snakemake rule's output)."""
         if isinstance(out, (str, os.PathLike)):
             directory = Path(out)
             return cls(
                 directory / "groupings.parquet",
                 directory / "budget_curve.png",
                 directory / "summary.md",
+                directory / "gains.parquet",
             )
-        return cls(Path(out.groupings), Path(out.plot), Path(out.summary))
+        return cls(Path(out.groupings), Path(out.plot), Path(out.summary), Path(out.gains))
 
 
 def _solve_and_write(
-    frames: CandidateFrames, settings: Settings, out: OutputPaths, source: str
+    frames: CandidateFrames,
+    settings: Settings,
+    out: OutputPaths,
+    source: str,
+    samples: SampleSource | None = None,
 ) -> pd.DataFrame:
     if frames.candidates.empty:
         raise ValueError(
@@ -74,9 +83,11 @@ def _solve_and_write(
             notes = {o.note for o in outcomes if o.method == "optimal"}
             raise InfeasibleBudget(f"{cand.label}: no budget is feasible: {'; '.join(notes)}")
     frame = groupings_frame(results, settings)
+    gains = gains_frame(results, settings, samples)
     write_groupings(frame, out.groupings)
+    write_table(pa.Table.from_pandas(gains, preserve_index=False), out.gains, GAINS)
     plot_curves(frame, out.plot)
-    write_text(summary_markdown(results, settings, frames.excluded, source), out.summary)
+    write_text(summary_markdown(results, settings, frames.excluded, source, gains), out.summary)
     return frame
 
 
@@ -86,17 +97,22 @@ def run_selection(
     out_dir: str | os.PathLike | object,
     tasks: list[str] | None = None,
     log_path: str | os.PathLike | None = None,
+    networks_path: str | os.PathLike | None = None,
+    split_path: str | os.PathLike | None = None,
 ) -> None:
     """Solve from a collected metrics Parquet file (METRICS schema) with the config's
     ``selection:`` section; write groupings.parquet, budget_curve.png and summary.md.
 
     ``out_dir``: a directory, or an object with groupings/plot/summary paths (Snakemake's
     output). ``tasks``: the tasks to cover (default: every task in the metrics). ``log_path``:
-    where to append a one-line-per-method log.
+    where to append a one-line-per-method log. ``networks_path`` (the collected manifest) and
+    ``split_path``: where one seed's per-sample test losses are found for the bootstrap
+    intervals (gains.py); without them a one-seed interval says it has none.
     """
     settings = Settings.from_config(selection_config)
     frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
-    frame = _solve_and_write(frames, settings, OutputPaths.of(out_dir), str(metrics_path))
+    samples = SampleSource(networks_path, split_path, settings.epoch)
+    frame = _solve_and_write(frames, settings, OutputPaths.of(out_dir), str(metrics_path), samples)
     _log(frame, frames, log_path)
 
 
