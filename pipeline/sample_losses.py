@@ -22,14 +22,15 @@ from .metrics import dense_loss_terms, row_losses
 from .schema import TEST_LOSSES, write_table
 
 
-def samples_file(metrics_file: str | os.PathLike) -> Path:
+def samples_file(metrics_file: str | os.PathLike, results: str | os.PathLike | None = None) -> Path:
     """A network's TEST_LOSSES file: ``<results>/samples/`` + the path of its metrics file
-    under ``<results>/runs/`` (rules/train.smk writes both)."""
+    under ``<results>/runs/`` (rules/train.smk writes both). ``results``: the results folder,
+    where the metrics path is relative to another working directory (the manifest's are)."""
     path = Path(metrics_file)
     runs = path.parents[3]  # runs/<method>/seed<s>/<size>/<stem>.parquet
     if runs.name != "runs":
         raise ValueError(f"{metrics_file}: not a network file under a runs/ folder")
-    return runs.parent / "samples" / path.relative_to(runs)
+    return Path(results or runs.parent) / "samples" / path.relative_to(runs)
 
 
 def _empty() -> pa.Table:

@@ -277,9 +277,11 @@ SUBJECTS = ("optimal", "esa", "hoa", "control")
 REFERENCES = ("all_in_one", "control", "independent", "independent_mix", "random")
 
 
-def sample_files(manifest: pd.DataFrame, architecture: str, weighting: str, seed: int) -> dict:
+def sample_files(
+    manifest: pd.DataFrame, architecture: str, weighting: str, seed: int, results: Path
+) -> dict:
     """network -> its TEST_LOSSES file, for one method and seed of the collected manifest
-    (results/networks.parquet)."""
+    (``results``/networks.parquet, whose paths are relative to the workflow's directory)."""
     from ..sample_losses import samples_file
 
     mine = manifest[
@@ -287,7 +289,7 @@ def sample_files(manifest: pd.DataFrame, architecture: str, weighting: str, seed
         & (manifest["weighting"] == weighting)
         & (manifest["seed"] == seed)
     ]
-    return {n: samples_file(f) for n, f in zip(mine["network"], mine["file"])}
+    return {n: samples_file(f, results) for n, f in zip(mine["network"], mine["file"])}
 
 
 class SampleSource:
@@ -333,7 +335,10 @@ class SampleSource:
             ).to_pandas()
             split = pq.read_table(self.split_path, columns=["row", "split"])
             self._test_rows = split.filter(pc.equal(split["split"], "test"))["row"].to_numpy()
-        files = sample_files(self._manifest, cand.architecture, cand.weighting, cand.seeds[0])
+        results = Path(self.networks_path).parent
+        files = sample_files(
+            self._manifest, cand.architecture, cand.weighting, cand.seeds[0], results
+        )
         return SampleLosses(files, self._test_rows, self.resamples, self.seed)
 
 
