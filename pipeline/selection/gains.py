@@ -153,22 +153,21 @@ class SampleLosses:
                 )
             check_file(path, TEST_LOSSES)
             table = pq.read_table(path, columns=["row", "task", "loss", "weight"])
-            table = table.sort_by("task")
-            tasks = table["task"]
-            per_task = {}
-            for task in pc.unique(tasks).to_pylist():
-                part = table.filter(pc.equal(tasks, task))
-                rows = part["row"].to_numpy().astype(np.int64)
-                pos = np.searchsorted(self.rows, rows)
-                if (pos >= self.rows.size).any() or (
-                    self.rows[pos.clip(0, self.rows.size - 1)] != rows
-                ).any():
-                    raise ValueError(f"{path}: task {task!r} has rows outside the test split")
-                per_task[task] = (
-                    pos,
-                    part["loss"].to_numpy().astype(np.float64),
-                    part["weight"].to_numpy().astype(np.float64),
-                )
+            names, codes = np.unique(
+                table["task"].to_numpy(zero_copy_only=False), return_inverse=True
+            )
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+            rows = table["row"].to_numpy().astype(np.int64)[order]
+            pos = np.searchsorted(self.rows, rows).clip(0, max(0, self.rows.size - 1))
+            if rows.size and (self.rows.size == 0 or (self.rows[pos] != rows).any()):
+                raise ValueError(f"{path}: rows outside the test split")
+            loss = table["loss"].to_numpy().astype(np.float64)[order]
+            weight = table["weight"].to_numpy().astype(np.float64)[order]
+            per_task = {
+                str(task): (pos[lo:hi], loss[lo:hi], weight[lo:hi])
+                for task, lo, hi in zip(names, bounds[:-1], bounds[1:])
+            }
             self._networks[network] = per_task
         return self._networks[network]
 
@@ -194,27 +193,31 @@ class SampleLosses:
             raise KeyError(f"network {network!r} has no per-sample test loss for task {task!r}")
         return per_task[task]
 
+    def _resample_network(self, network: str) -> None:
+        """Every task of ``network``: its resampled weighted loss sums and labelled weights, in
+        one product."""
+        per_task = self._network(network)
+        names = list(per_task)
+        columns = [(per_task[t][0], per_task[t][1] * per_task[t][2]) for t in names]
+        columns += [(per_task[t][0], per_task[t][2]) for t in names]
+        block = self._resampled(columns)
+        for j, t in enumerate(names):
+            self._sums[(network, t)] = block[:, j]
+            self._den.setdefault(t, block[:, len(names) + j])
+
     def sums(self, network: str, task: str) -> np.ndarray:
         """(resamples,) each resample's weighted loss sum of ``task`` from ``network``; every
         task of the network is resampled in one product, once."""
         if (network, task) not in self._sums:
-            per_task = self._network(network)
-            names = list(per_task)
-            block = self._resampled(
-                (per_task[t][0], per_task[t][1] * per_task[t][2]) for t in names
-            )
-            for j, t in enumerate(names):
-                self._sums[(network, t)] = block[:, j]
-        if (network, task) not in self._sums:
-            self._task(network, task)  # raises, naming both
+            self._task(network, task)  # raises, naming both, if it has none
+            self._resample_network(network)
         return self._sums[(network, task)]
 
     def labelled(self, network: str, task: str) -> np.ndarray:
         """(resamples,) each resample's labelled weight of ``task`` (the labels are the data's,
         the same in every network)."""
         if task not in self._den:
-            pos, _, weight = self._task(network, task)
-            self._den[task] = self._resampled([(pos, weight)])[:, 0]
+            self.sums(network, task)
         return self._den[task]
 
 
