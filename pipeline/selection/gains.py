@@ -141,6 +141,7 @@ class SampleLosses:
         self._networks: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._sums: dict[tuple[str, str], np.ndarray] = {}
         self._den: dict[str, np.ndarray] = {}
+        self._means: dict[tuple[str, str], float] = {}
 
     def _network(self, network: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """task -> (positions among the test rows, loss, weight) of one network's file."""
@@ -184,8 +185,14 @@ class SampleLosses:
         return out
 
     def full_mean(self, network: str, task: str) -> float:
-        pos, loss, weight = self._task(network, task)
-        return float((loss * weight).sum() / weight.sum()) if weight.sum() else float("nan")
+        """The task's loss from ``network`` on the whole test set (its weighted mean)."""
+        if (network, task) not in self._means:
+            _, loss, weight = self._task(network, task)
+            total = weight.sum()
+            self._means[(network, task)] = (
+                float((loss * weight).sum() / total) if total else float("nan")
+            )
+        return self._means[(network, task)]
 
     def _task(self, network: str, task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         per_task = self._network(network)
@@ -229,24 +236,36 @@ def bootstrap_interval(
     index = {t: i for i, t in enumerate(b.tasks)}
     if set(index) != set(a.tasks):
         raise ValueError(f"{a.method} and {b.method} cover different tasks")
+    # The tasks the two serve by different networks; the others add exactly 0 everywhere.
+    differ = [
+        (t, index[task])
+        for t, task in enumerate(a.tasks)
+        if a.networks[t] != b.networks[index[task]]
+    ]
     diffs = np.zeros(samples.resamples)
-    for t, task in enumerate(a.tasks):
-        k = index[task]
-        net_a, net_b = a.networks[t], b.networks[k]
-        if net_a == net_b:
-            continue  # the same network's losses: a difference of 0 in every resample
-        den = samples.labelled(net_a, task)
-        per = []
-        for net, test in ((net_a, a.test[t]), (net_b, b.test[k])):
-            raw = samples.full_mean(net, task)
-            # The recorded loss in the objective's unit over the per-sample mean: 1 up to float32
-            # rounding for 'sum', the task's fixed normaliser for 'normalised'.
-            factor = test / raw if raw else 1.0
-            per.append(samples.sums(net, task) * factor)
+    if differ:
+        sums, factors = [], []
+        for served_by, test, pick in ((a, a.test, 0), (b, b.test, 1)):
+            columns, scale = [], np.empty(len(differ))
+            for j, pair in enumerate(differ):
+                net, task, i = (
+                    served_by.networks[pair[pick]],
+                    served_by.tasks[pair[pick]],
+                    pair[pick],
+                )
+                raw = samples.full_mean(net, task)
+                # The recorded loss in the objective's unit over the per-sample mean: 1 up to
+                # float32 rounding for 'sum', the task's fixed normaliser for 'normalised'.
+                scale[j] = test[i] / raw if raw else 1.0
+                columns.append(samples.sums(net, task))
+            sums.append(np.stack(columns, axis=1))
+            factors.append(scale)
+        den = np.stack([samples.labelled(a.networks[t], a.tasks[t]) for t, _ in differ], axis=1)
+        full = np.array([b.test[k] - a.test[t] for t, k in differ])
         with np.errstate(invalid="ignore", divide="ignore"):
-            d = (per[1] - per[0]) / den
-        # A resample without a labelled row of the task: its full-sample difference.
-        diffs += np.where(den > 0, d, b.test[k] - a.test[t])
+            d = (sums[1] * factors[1] - sums[0] * factors[0]) / den
+        # A resample without a labelled row of a task: that task's full-sample difference.
+        diffs = np.where(den > 0, d, full).sum(axis=1)
     tail = (1 - confidence) / 2
     # Percentile interval; with the full sample's counts the statistic is ``point`` itself.
     low, high = np.quantile(diffs, [tail, 1 - tail])
@@ -360,12 +379,14 @@ def gains_frame(
         methods = {m for m, _ in by}
         samples = source.for_method(cand) if source is not None else None
         for budget in settings.budgets:
-            for subject in (m for m in SUBJECTS if m in methods):
+            for subject in (m for m in SUBJECTS if (m, budget) in by):
                 a = served(by[subject, budget])
                 if isinstance(a, str):
                     continue  # nothing to compare (infeasible, or a HOA estimate)
                 for reference in (m for m in REFERENCES if m in methods and m != subject):
-                    ref = by[reference, budget]
+                    ref = by.get((reference, budget))
+                    if ref is None:
+                        continue
                     b = served(ref)
                     if isinstance(b, str):
                         total = ref.test_total if ref.ok else float("nan")
