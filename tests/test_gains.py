@@ -190,3 +190,50 @@ def test_samples_file_mirrors_the_runs_path() -> None:
     )
     with pytest.raises(ValueError, match="not a network file"):
         samples_file("elsewhere/x/y/z/w.parquet")
+
+
+def test_gains_frame_compares_the_answer_with_the_control_and_all_in_one() -> None:
+    """A 'control' answer (the trained random candidates, issue 19) is compared like any
+    reference, and is itself compared with all-in-one; seeds are paired."""
+    import pandas as pd
+
+    from pipeline.selection.candidates import Candidates
+    from pipeline.selection.gains import gains_frame
+    from pipeline.selection.outputs import gains_section
+    from pipeline.selection.scoring import score
+    from pipeline.selection.solving import Outcome, Settings
+
+    sets = [("a", "b", "c"), ("a", "b"), ("c",), ("a", "c"), ("b",)]
+    members = np.array([[t in s for t in TASKS] for s in sets])
+    rng = np.random.default_rng(0)
+    seeds = [0, 1, 2]
+    # Per seed: a shared seed effect, the networks' own level, a little noise.
+    level = np.array([1.0, 0.8, 0.9, 0.95, 0.97])[:, None, None]
+    test_seeds = level + rng.normal(0, 0.3, (1, 1, 3)) + rng.normal(0, 0.005, (5, 3, 3))
+    test_seeds = np.where(members[:, :, None], test_seeds, np.nan)
+    test = test_seeds.mean(axis=2)
+    cand = Candidates(
+        architecture="hard_sharing", weighting="equal", tasks=list(TASKS),
+        networks=["+".join(s) + "@full" for s in sets], size=["full"] * 5,
+        cost=np.ones(5), members=members, val=test, test=test, early=test,
+        test_seeds=test_seeds, seeds=seeds, trained=np.ones(5, dtype=bool),
+    )  # fmt: skip
+    chosen = {"all_in_one": (0,), "optimal": (1, 2), "control": (3, 4)}
+    scored = [
+        score(Outcome(m, 2.0, "ok", cand=cand, chosen=c, selection=cand.val), cand)
+        for m, c in chosen.items()
+    ]
+    settings = Settings(budgets=(2.0,))
+    frame = gains_frame([(cand, scored)], settings)
+    pairs = {(r.method, r.against): r for r in frame.itertuples()}
+    assert set(pairs) == {("optimal", "all_in_one"), ("optimal", "control"),
+                          ("control", "all_in_one")}  # fmt: skip
+    for row in frame.itertuples():
+        assert row.how == "seeds_t" and row.n_seeds == 3
+    # Planted: optimal's networks 0.2/0.1 below all-in-one's per task, the control's 0.05/0.03.
+    assert pairs["optimal", "all_in_one"].difference == pytest.approx(0.2 + 0.2 + 0.1, abs=0.02)
+    assert pairs["optimal", "control"].difference == pytest.approx(0.15 + 0.17 + 0.05, abs=0.02)
+    assert all(r.low > 0 for r in frame.itertuples())  # every planted gain is found
+    text = gains_section(cand, pd.DataFrame(frame), settings.budgets)
+    assert "vs control" in text and "paired over 3 seeds" in text
+    assert "gain, distinguishable from 0" in text
