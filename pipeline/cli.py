@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+CONFIGFILE_HELP = (
+    "the config file(s), merged over ./config.yaml as `snakemake --configfile` run here does "
+    "(a later dataset replaces an earlier one whole; docs/own-data.md)"
+)
+
 # Named queries that read best as a matrix: (row, column, value).
 PIVOTS = {"pairwise_gain": ("task", "partner", "gain")}
 
@@ -24,7 +29,8 @@ def _print(df: pd.DataFrame, fmt: str, pivot: tuple[str, str, str] | None) -> No
         index = [c for c in df.columns if c not in (row, col, value)] + [row]
         df = df.pivot_table(index=index, columns=col, values=value, aggfunc="first")
     if fmt == "csv":
-        df.to_csv(sys.stdout)
+        # Data columns only: a matrix keeps its row labels as columns, never a bare index.
+        (df.reset_index() if pivot else df).to_csv(sys.stdout, index=False)
     elif fmt == "json":
         print(df.reset_index().to_json(orient="records") if pivot else df.to_json(orient="records"))
     else:
@@ -71,21 +77,49 @@ def cmd_networks(args: argparse.Namespace) -> int:
     from .config import load_config_file
     from .sweep import plan_networks
 
-    config = load_config_file(args.configfile, check_data=False)
+    config = load_config_file(args.configfile, check_data=False, base=_base(args))
     for net in plan_networks(config["dataset"]["tasks"], config["sweep"]):
         # File stems may be hashes (odd or many task names): --files says which is which.
         print(f"{net.size}/{net.stem}.parquet\t{net.name}" if args.files else net.name)
     return 0
 
 
+def _base(args: argparse.Namespace) -> str | None:
+    """The first config layer, ./config.yaml, unless --replace-workflow-config (Snakemake's)."""
+    from .config import WORKFLOW_CONFIGFILE
+
+    return None if getattr(args, "replace_workflow_config", False) else WORKFLOW_CONFIGFILE
+
+
+def _dataset_line(dataset: dict) -> str:
+    """The effective dataset: its name, its own keys (a table's path, ...) and its tasks."""
+    from .datasets.base import abbreviate
+
+    tasks = dataset["tasks"]
+    keys = {k: v for k, v in dataset.items() if k not in ("name", "tasks", "targets")}
+    shown = "".join(
+        f", {k}: [{abbreviate(v)}]" if isinstance(v, list) else f", {k}: {v}"
+        for k, v in keys.items()
+    )
+    return f"dataset {dataset['name']}{shown}; {len(tasks)} task(s): {abbreviate(tasks)}"
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config_file
+    from .config import config_files, load_config_file, sizes_note
     from .strategies import estimates
     from .sweep import method_key, plan_networks, sweep_methods
 
+    files = config_files(args.configfile, base=_base(args))
     config = load_config_file(
-        args.configfile, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
+        args.configfile,
+        warn=lambda message: print(f"warning: {message}", file=sys.stderr),
+        base=_base(args),
     )
+    # What snakemake --configfile runs here: the files merged (a later dataset replaces an
+    # earlier one whole), then the dataset and its tasks, before anything is counted.
+    print(f"config: {' + '.join(map(str, files))}")
+    print(_dataset_line(config["dataset"]))
+    print(sizes_note(config))
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
     seeds, methods = config["sweep"]["seeds"], sweep_methods(config)
     trainings = len(nets) * len(seeds) * len(methods)
@@ -95,7 +129,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         else ""
     )
     print(
-        f"{args.configfile}: valid; {len(config['dataset']['tasks'])} tasks, "
+        f"valid; {len(config['dataset']['tasks'])} tasks, "
         f"{len(nets)} networks x {len(seeds)} seed(s) x {len(methods)} training method(s) "
         f"({', '.join(method_key(a, w) for a, w in methods)}) = {trainings} trainings{later}"
     )
@@ -110,9 +144,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_weights, read_grouping, write_grouping
+    from .export import (
+        export_answer,
+        export_weights,
+        is_answer_folder,
+        read_grouping,
+        write_grouping,
+    )  # fmt: skip
 
     grouping = read_grouping(args.results, args.budget, args.selection_method, args.training_method)
+    if is_answer_folder(args.out):
+        if args.weights:
+            raise ValueError(
+                f"--weights goes with a .yaml/.json --out; the answer folder {args.out} holds "
+                "each network's weights itself"
+            )
+        from .config import load_config_file
+
+        config = load_config_file(args.configfile, check_data=False)
+        export_answer(config, grouping, args.results, args.out, args.seed)
+        tasks = sum(len(n["serves"]) for n in grouping["networks"])
+        print(
+            f"wrote {args.out}: answer.yaml and {len(grouping['networks'])} network folder(s) "
+            f"serving {tasks} task(s) at budget {grouping['budget']:g} "
+            f"({grouping['selection_method']}); taskgroup predict {args.out} --input FILE"
+        )
+        return 0
     if args.weights:
         from .config import load_config_file
 
@@ -128,6 +185,16 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"wrote {args.out}: {len(grouping['networks'])} network(s) serving {tasks} task(s) at "
         f"budget {grouping['budget']:g} ({grouping['selection_method']})"
     )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_file
+
+    rows = predict_file(
+        args.folder, args.input, args.out, log=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"wrote {args.out}: {rows} prediction(s)")
     return 0
 
 
@@ -175,21 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--long", action="store_true", help="long rows instead of a matrix")
     q.set_defaults(func=cmd_query)
 
-    s = sub.add_parser("sql", help="run read-only SQL over the table `metrics` ('-' = stdin)")
+    s = sub.add_parser(
+        "sql",
+        help="run read-only SQL ('-' = stdin) over the tables metrics, networks and, where "
+        "written, groupings, estimates, affinity, split",
+    )
     s.add_argument("sql")
     s.add_argument("--results", default="results")
     s.add_argument("--format", default="table", choices=["table", "csv", "json"])
     s.set_defaults(func=cmd_sql)
 
     n = sub.add_parser("networks", help="list the networks a config trains")
-    n.add_argument("--configfile", default="config.yaml")
+    n.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
+    n.add_argument(
+        "--replace-workflow-config", action="store_true",
+        help="leave ./config.yaml out, as snakemake --replace-workflow-config does",
+    )  # fmt: skip
     n.add_argument("--files", action="store_true", help="also each network's file under runs/")
     n.set_defaults(func=cmd_networks)
 
     v = sub.add_parser(
         "validate", help="check a config (schema, tasks, split) and count its trainings"
     )
-    v.add_argument("--configfile", default="config.yaml")
+    v.add_argument("--configfile", nargs="+", default="config.yaml", help=CONFIGFILE_HELP)
+    v.add_argument(
+        "--replace-workflow-config", action="store_true",
+        help="leave ./config.yaml out, as snakemake --replace-workflow-config does",
+    )  # fmt: skip
     v.set_defaults(func=cmd_validate)
 
     x = sub.add_parser(
@@ -204,7 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--training-method", help="<architecture>-<weighting>, when the sweep has several"
     )
     x.add_argument("--results", default="results", help="the sweep's results_dir")
-    x.add_argument("--out", default="grouping.yaml", help=".yaml or .json")
+    x.add_argument(
+        "--out", default="grouping.yaml",
+        help="a .yaml/.json file: the grouping; any other path: a folder with answer.yaml and "
+        "each chosen network ready for `taskgroup predict` (retrained, checked)",
+    )  # fmt: skip
+    x.add_argument(
+        "--seed", type=int, help="with --out DIR: the seed to export (default: the lowest)"
+    )
     x.add_argument(
         "--weights", metavar="DIR",
         help="retrain the chosen networks (deterministic: checked against the recorded "
@@ -212,6 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     x.add_argument("--configfile", default="config.yaml", help="the config of the results")
     x.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "predict", help="predict with an exported answer (or network folder): long Parquet"
+    )
+    p.add_argument("folder", help="what taskgroup export --out DIR wrote (or one network folder)")
+    p.add_argument("--input", required=True, help="CSV, Parquet or .npz shaped like training's")
+    p.add_argument("--out", default="predictions.parquet")
+    p.set_defaults(func=cmd_predict)
 
     lo = sub.add_parser(
         "leftovers", help="list network files the config no longer produces (--delete: remove)"
@@ -232,10 +326,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader left (``taskgroup query ... | head``): stop without a traceback. Python's
+    recipe: point stdout at devnull so the exit-time flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe reports
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (ValueError, FileNotFoundError, KeyError) as err:
         # Bad input (ConfigError, DatasetError, ExportError, InfeasibleBudget, a malformed
         # number: all ValueErrors) ends in one line, never a traceback; TASKGROUP_DEBUG=1

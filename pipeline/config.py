@@ -3,13 +3,17 @@ then the checks a schema cannot express. Every error names the offending key, fi
 
 from __future__ import annotations
 
+import copy
 import difflib
+import math
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
+from .datasets.base import abbreviate
 from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, NEEDS_MLP_TRUNK, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
@@ -21,8 +25,8 @@ from .options import (  # noqa: F401
     validate_schema,
 )
 from .split import check_split, make_split
-from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
-from .sweep import count_networks, sweep_methods
+from .strategies import build_strategy, resolve_strategy
+from .sweep import count_networks, half_deploy_cost, resolve_sizes, sweep_methods
 from .weighting import WEIGHTINGS
 
 
@@ -36,7 +40,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     the split to check every task has labels in every split and both classes in train. A
     single class in val/test is a :class:`DataWarning` (NaN ROC-AUC there, losses kept),
     issued with :func:`warnings.warn`, or passed as text to ``warn`` when given."""
-    config = validate_schema(config)
+    config = validate_schema(config, warn=warn)
     dataset_cfg = config["dataset"]
     if dataset_cfg["name"] not in LOADERS:
         raise ConfigError(f"config key dataset.name: unknown dataset {dataset_cfg['name']!r}")
@@ -72,17 +76,12 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     # Canonical (dataset) order, so a network has one name whatever order the config lists.
     selected = set(tasks)
     config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
-    config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
-    too_big = [o for o in first_stage_orders(config["sweep"]) if o > len(tasks)]
-    if too_big:
-        raise ConfigError(
-            f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"
-        )
-    if config["sweep"]["strategy"] == "sampled":
-        try:
-            sampled_subsets(config["dataset"]["tasks"], config["sweep"])
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+    try:
+        config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
+        build_strategy(config["sweep"]).check(config["dataset"]["tasks"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    _resolve_sizes(config, len(tasks), warn)
     planned = count_networks(len(tasks), config["sweep"])
     if planned > config["sweep"]["max_networks"]:
         raise ConfigError(
@@ -92,6 +91,17 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             "(e.g. sweep.orders: [1] with the all-in-one network)"
         )
     check_model(config, data, build=check_data)
+    if check_data and data.dropped_features:
+        message = (
+            f"config key dataset.features: {len(data.dropped_features)} constant feature "
+            f"column(s) dropped (one value in every row of {dataset_cfg['path']}): "
+            f"{abbreviate(data.dropped_features)}; dataset.constant_features: refuse stops "
+            "instead"
+        )
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(DataWarning(message), stacklevel=2)
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
@@ -108,6 +118,43 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             else:
                 warnings.warn(DataWarning(message), stacklevel=2)
     return config
+
+
+def _resolve_sizes(config: dict, n_tasks: int, warn) -> None:
+    """``sweep.sizes: auto`` as the list it means; a listed half size no budget can deploy is
+    a warning (its trainings serve nothing)."""
+    sweep, selection = config["sweep"], config["selection"]
+    budgets, tolerance = selection["budgets"], selection["cost_tolerance"]
+    listed = sweep["sizes"]
+    sweep["sizes"] = resolve_sizes(n_tasks, sweep, budgets, tolerance)
+    need = half_deploy_cost(n_tasks, sweep)
+    if listed != "auto" and "half" in listed and max(budgets) + tolerance < need < math.inf:
+        message = (
+            f"config key sweep.sizes: half-width networks are listed but no budget can deploy "
+            f"one (a grouping holding one costs at least {need:g} units, the largest budget is "
+            f"{max(budgets):g}): {n_tasks} trainings serve nothing; sweep.sizes: auto skips them"
+        )
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(DataWarning(message), stacklevel=3)
+
+
+def sizes_note(config: dict) -> str:
+    """One line on the sizes a resolved config trains and why (validate prints it)."""
+    n_tasks, sweep = len(config["dataset"]["tasks"]), config["sweep"]
+    need, top = half_deploy_cost(n_tasks, sweep), max(config["selection"]["budgets"])
+    if need == math.inf:
+        return f"sizes {', '.join(sweep['sizes'])}: no single-task networks (sweep.orders)"
+    if "half" in sweep["sizes"]:
+        return (
+            f"sizes {', '.join(sweep['sizes'])}: a grouping with a half-width single-task "
+            f"network costs at least {need:g} units, within the largest budget {top:g}"
+        )
+    return (
+        f"sizes {', '.join(sweep['sizes'])}: no half-width networks; a grouping with one costs "
+        f"at least {need:g} units, more than the largest budget {top:g}"
+    )
 
 
 def check_model(config: dict, data, build: bool = True) -> None:
@@ -217,10 +264,66 @@ def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:
     return f"{len(known)} known tasks; closest: {close}"
 
 
-def load_config_file(path: str | Path, check_data: bool = True, warn=None) -> dict:
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+# The Snakefile's `configfile:`, relative to the working directory (Snakemake's rule): the first
+# layer of the effective config wherever it exists, under every --configfile.
+WORKFLOW_CONFIGFILE = "config.yaml"
+
+
+def merge_config_layers(layers: Sequence[dict]) -> dict:
+    """The effective config of ``layers`` (first the workflow's config.yaml, then each
+    --configfile, then --config), as Snakemake merges them: later values win and mappings merge
+    key by key (snakemake.utils.update_config), except ``dataset``: a later layer's dataset
+    replaces the earlier one whole, so the targets or tasks of two datasets never mix."""
+    merged: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key == "dataset" or not isinstance(value, Mapping):
+                merged[key] = copy.deepcopy(value)
+            else:
+                merged[key] = _deep_merge(merged.get(key), value)
+    return merged
+
+
+def _deep_merge(base, update: Mapping) -> dict:
+    out = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
+    for key, value in update.items():
+        out[key] = (
+            _deep_merge(out.get(key), value) if isinstance(value, Mapping) else copy.deepcopy(value)
+        )
+    return out
+
+
+def config_files(
+    paths: str | Path | Sequence[str | Path], base: str | Path | None = WORKFLOW_CONFIGFILE
+) -> list[Path]:
+    """The files of the effective config, in merge order: ``base`` (the workflow's config.yaml
+    in the working directory) where it exists and is not one of ``paths``, then ``paths``."""
+    given = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    for path in given:
+        if not path.exists():
+            raise FileNotFoundError(f"--configfile {path}: no such file")
+    files = list(given)
+    if base is not None and Path(base).exists():
+        if not any(path.resolve() == Path(base).resolve() for path in given):
+            files.insert(0, Path(base))
+    return files
+
+
+def load_config_file(
+    path: str | Path | Sequence[str | Path],
+    check_data: bool = True,
+    warn=None,
+    base: str | Path | None = WORKFLOW_CONFIGFILE,
+) -> dict:
+    """The effective config of ``snakemake --configfile path`` run in this working directory:
+    ``base`` (./config.yaml, the Snakefile's configfile) where it exists, ``path`` (one file or
+    several, in order) merged over it (:func:`merge_config_layers`), then validated."""
+    files = config_files(path, base)
+    layers = []
+    for file in files:
+        with open(file) as fh:
+            layers.append(yaml.safe_load(fh) or {})
     try:
-        return resolve_config(raw, check_data=check_data, warn=warn)
+        return resolve_config(merge_config_layers(layers), check_data=check_data, warn=warn)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
+        raise ConfigError(f"{' + '.join(map(str, files))}: {err}") from err

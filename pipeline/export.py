@@ -155,6 +155,47 @@ def _recorded(results: Path, network: str, architecture: str, weighting: str, se
     return table["config_hash"].iloc[0], dict(zip(final["task"], final["value"])), table
 
 
+def _retrain(
+    config: dict, entry: dict, seed: int, architecture: str, weighting: str, results: Path, log
+):
+    """Retrain one chosen network (one seed) from its recorded spec: (trainer, final weights,
+    recorded metrics) when it reproduces the recorded final validation losses, else None
+    (logged). Refused (ExportError) when ``config`` no longer gives the recorded spec."""
+    from .datasets import load_dataset
+    from .split import make_split
+    from .training import Trainer, resolve_device
+
+    network = Network(tuple(entry["tasks"]), entry["size"])
+    spec = network_spec(config, network.tasks, network.size, seed, architecture, weighting)
+    recorded_hash, recorded_loss, recorded = _recorded(
+        results, entry["network"], architecture, weighting, seed
+    )
+    if spec_hash(spec) != recorded_hash:
+        raise ExportError(
+            f"{entry['network']} (seed {seed}): the config's training spec differs from "
+            "the one these results were trained with (config_hash); export with the "
+            "config that produced them"
+        )
+    data = load_dataset(spec["dataset"])
+    labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
+    capture = _FinalWeights()
+    trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
+    table = trainer.fit().to_pandas()
+    final = table[(table["split"] == "val") & (table["metric"] == "loss")]
+    final = final[final["epoch"] == final["epoch"].max()]
+    diff = max(
+        abs(float(v) - float(recorded_loss.get(t, float("nan"))))
+        for t, v in zip(final["task"], final["value"])
+    )
+    if capture.state is None or not diff <= 1e-5:
+        log(
+            f"not saved: {entry['network']} (seed {seed}) retrained to other final "
+            f"losses than recorded (max |diff| {diff:.2g}); same device and torch?"
+        )
+        return None
+    return trainer, capture.state, recorded
+
+
 def export_weights(
     config: dict,
     grouping: dict,
@@ -172,8 +213,6 @@ def export_weights(
     import torch
 
     from .datasets import load_dataset
-    from .split import make_split
-    from .training import Trainer, resolve_device
 
     results, out_dir = Path(results), Path(out_dir)
     # A multiclass output's index i is class_labels[task][i] where labels were mapped.
@@ -187,41 +226,232 @@ def export_weights(
     for entry in grouping["networks"]:
         network = Network(tuple(entry["tasks"]), entry["size"])
         for seed in sorted(entry["files"]):
-            spec = network_spec(config, network.tasks, network.size, seed, architecture, weighting)
-            recorded_hash, recorded_loss, _ = _recorded(
-                results, entry["network"], architecture, weighting, seed
-            )
-            if spec_hash(spec) != recorded_hash:
-                raise ExportError(
-                    f"{entry['network']} (seed {seed}): the config's training spec differs from "
-                    "the one these results were trained with (config_hash); export with the "
-                    "config that produced them"
-                )
-            data = load_dataset(spec["dataset"])
-            labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
-            capture = _FinalWeights()
-            trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
-            table = trainer.fit().to_pandas()
-            final = table[(table["split"] == "val") & (table["metric"] == "loss")]
-            final = final[final["epoch"] == final["epoch"].max()]
-            diff = max(
-                abs(float(v) - float(recorded_loss.get(t, float("nan"))))
-                for t, v in zip(final["task"], final["value"])
-            )
-            if capture.state is None or not diff <= 1e-5:
-                log(
-                    f"not saved: {entry['network']} (seed {seed}) retrained to other final "
-                    f"losses than recorded (max |diff| {diff:.2g}); same device and torch?"
-                )
+            retrained = _retrain(config, entry, seed, architecture, weighting, results, log)
+            if retrained is None:
                 continue
+            state = retrained[1]
             path = out_dir / method_key(architecture, weighting) / f"seed{seed}" / network.size
             path = path / f"{network.stem}.pt"
             with atomic_write(path) as tmp:
-                torch.save(capture.state, tmp)
+                torch.save(state, tmp)
             entry.setdefault("weights", {})[seed] = str(path)
             written.append(path)
             log(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB; losses as recorded)")
     return written
+
+
+def is_answer_folder(out: str | os.PathLike) -> bool:
+    """``--out`` names a folder (an answer to load and run) unless it ends in .yaml/.yml/.json
+    (the grouping file alone, as before)."""
+    return Path(out).suffix.lower() not in (".yaml", ".yml", ".json")
+
+
+def export_answer(
+    config: dict,
+    grouping: dict,
+    results: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int | None = None,
+    log=print,
+) -> Path:
+    """Write ``out_dir/answer.yaml`` (task -> network) and one self-contained folder per chosen
+    network (``networks/<size>/<stem>/``: network.json, weights.pt, spec.json) that
+    :func:`pipeline.predict.load_network` loads.
+
+    Each network is retrained from its recorded spec (``seed``: the lowest seed it was trained
+    with unless given) and kept only if it reproduces the recorded final validation losses;
+    before anything is written, the saved folder's own preprocessing and model must reproduce
+    the recorded test losses (rtol 1e-5). The folder appears whole or not at all (built beside
+    ``out_dir``, then renamed over it); an existing ``out_dir`` is replaced only if it holds a
+    previous export."""
+    import shutil
+    import tempfile
+
+    from .predict import ANSWER_FILE, ANSWER_FORMAT
+
+    results, out_dir = Path(results), Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ANSWER_FILE).exists():
+        raise ExportError(f"--out {out_dir} exists and is not a previous export; not overwritten")
+    architecture = grouping["training_method"]["architecture"]
+    weighting = grouping["training_method"]["weighting"]
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        networks = {}
+        for entry in grouping["networks"]:
+            seeds = sorted(entry["files"])
+            chosen = seeds[0] if seed is None else seed
+            if chosen not in seeds:
+                raise ExportError(f"{entry['network']} was not trained with seed {chosen}: {seeds}")
+            retrained = _retrain(config, entry, chosen, architecture, weighting, results, log)
+            if retrained is None:
+                raise ExportError(
+                    f"{entry['network']} (seed {chosen}) did not retrain to its recorded losses; "
+                    "nothing written"
+                )
+            network = Network(tuple(entry["tasks"]), entry["size"])
+            relative = Path("networks") / network.size / network.stem
+            _write_network(staging / relative, entry["network"], *retrained)
+            networks[entry["network"]] = {
+                "path": relative.as_posix(), "tasks": list(entry["tasks"]),
+                "serves": list(entry["serves"]), "seed": int(chosen),
+            }  # fmt: skip
+            log(f"saved {out_dir / relative} (test losses as recorded)")
+        answer = {
+            "format": ANSWER_FORMAT,
+            **{k: grouping[k] for k in ("budget", "selection_method", "training_method")},
+            **{k: grouping[k] for k in ("objective", "epoch", "cost", "val_total", "test_total")},
+            "task_network": dict(grouping["task_network"]),
+            "networks": networks,
+        }
+        write_grouping(answer, staging / ANSWER_FILE)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
+
+
+def _write_network(folder: Path, name: str, trainer, state: dict, recorded) -> None:
+    """One network's folder; checked by loading it back and reproducing the test losses."""
+    import numpy as np
+    import torch
+
+    from . import predict
+    from .metrics import masked_loss
+    from .training import package_versions
+
+    data, spec, inputs = trainer.data, trainer.spec, trainer.inputs
+    train = trainer.labels == "train"
+    sparse, mean, std = _input_preprocessing(data, train, inputs.x, name)
+    tasks = []
+    for j, task in enumerate(trainer.tasks):
+        kind = trainer.types[j]
+        column = data.task_index(task)
+        entry = {"name": task, "type": kind, "output_dim": int(trainer.output_dims[j]),
+                 "classes": int(data.n_classes[column])}  # fmt: skip
+        if task in data.class_labels:
+            entry["class_labels"] = list(data.class_labels[task])
+        if kind in ("regression", "dense_regression"):
+            values = (
+                data.targets[:, column] if kind == "regression" else data.dense_targets[task]
+            ).astype(np.float32)[train]
+            # As pipeline.training._prepare standardises targets (checked below for regression).
+            entry["target_scale"] = {
+                "mean": float(np.nanmean(values)), "std": float(np.nanstd(values) or 1.0)
+            }  # fmt: skip
+        tasks.append(entry)
+    shape = trainer.shape
+    model_shape = {f: getattr(shape, f) for f in shape.__dataclass_fields__}
+    trunk = None
+    if "trunk_source" in spec["model"]:
+        trunk = {"factory": spec["model"]["trunk"], "source_hash": spec["model"]["trunk_source"]}
+    final = recorded[
+        (recorded["metric"] == "loss") & (recorded["epoch"] == recorded["epoch"].max())
+    ]
+    meta = {
+        "format": predict.NETWORK_FORMAT,
+        "network": name,
+        "tasks": tasks,
+        "input": {
+            "kind": "images" if data.features.ndim == 4 else "table",
+            "shape": list(data.features.shape[1:]),
+            "feature_names": list(data.feature_columns) or None,
+            "feature_indices": None
+            if data.feature_indices is None
+            else [int(i) for i in data.feature_indices],
+            "source_width": None
+            if data.feature_indices is None
+            else len(data.feature_indices) + len(data.dropped_features),
+            "array": spec["dataset"].get("inputs", "x"),
+            "sparse_binary": sparse,
+            "mean": mean,
+            "std": std,
+        },
+        # pipeline.models.build_model's arguments, as Trainer.build_model passed them.
+        "model": {
+            "architecture": spec["architecture"],
+            "shape": json.loads(json.dumps(model_shape)),
+            "widths": list(trainer.widths),
+            "output_dims": list(trainer.output_dims),
+            "dense": list(trainer.dense),
+            "width": _size_fraction(spec["size"]),
+        },
+        "trunk": trunk,
+        "recorded": {
+            "seed": int(spec["seed"]),
+            "config_hash": trainer.config_hash,
+            "epoch": int(final["epoch"].max()),
+            "loss": {
+                s: dict(zip(g["task"], map(float, g["value"]))) for s, g in final.groupby("split")
+            },
+        },  # fmt: skip
+        "versions": json.loads(package_versions()),
+    }
+    folder.mkdir(parents=True)
+    (folder / predict.NETWORK_FILE).write_text(
+        json.dumps(meta, indent=1, ensure_ascii=False) + "\n"
+    )
+    (folder / predict.SPEC_FILE).write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n")
+    torch.save(state, folder / predict.WEIGHTS_FILE)
+
+    # The check: the folder alone (its preprocessing, rebuilt model and weights) gives the
+    # recorded test losses from the test rows' raw inputs.
+    loaded = predict.load_network(folder)
+    rows = np.flatnonzero(trainer.labels == "test")
+    outputs = loaded.outputs(data.features[rows])
+    y = inputs.y.cpu().numpy()
+    for j, task in enumerate(trainer.tasks):
+        scale = tasks[j].get("target_scale")
+        if tasks[j]["type"] == "regression":
+            # The recorded scale restores exactly the targets training standardised.
+            column = data.targets[:, data.task_index(task)].astype(np.float32)
+            restored = (column - np.float32(scale["mean"])) / np.float32(scale["std"])
+            if not np.array_equal(restored, y[:, j], equal_nan=True):
+                raise ExportError(f"{name}: target scaling of {task!r} differs from training's")
+        if trainer.dense[j]:
+            # Dense tasks' losses are accumulated per pixel chunk in training; not rechecked.
+            continue
+        loss = float(masked_loss(outputs[j], torch.from_numpy(y[rows, j]), tasks[j]["type"]))
+        want = meta["recorded"]["loss"]["test"][task]
+        if not np.isclose(loss, want, rtol=1e-5, atol=1e-7, equal_nan=True):
+            raise ExportError(
+                f"{name}: the exported network gives test loss {loss:.7g} for {task!r}, "
+                f"not the recorded {want:.7g}; not exported"
+            )
+
+
+def _input_preprocessing(data, train, x, name: str) -> tuple[bool, list | None, list | None]:
+    """(sparse 0/1 input, mean, std): how ``data.features`` became the training's input ``x``,
+    proven bit for bit: the sparse first layer's batch, the train split's standardisation
+    (pipeline.predict.standardise), or the features as they are."""
+    import torch
+
+    from .models.layers import SparseMatrix
+    from .predict import standardise
+
+    if isinstance(x, SparseMatrix):
+        return True, None, None
+    x = x.cpu()
+    raw = torch.from_numpy(data.features)
+    axes = (0, 2, 3) if data.features.ndim == 4 else 0
+    mean, std = data.features[train].mean(axis=axes), data.features[train].std(axis=axes)
+    if torch.equal(standardise(raw, torch.from_numpy(mean), torch.from_numpy(std)), x):
+        return False, mean.tolist(), std.tolist()
+    if torch.equal(raw, x):
+        return False, None, None
+    raise ExportError(
+        f"{name}: the training's input is neither the features standardised on the train split "
+        "nor the features as they are; cannot record its preprocessing"
+    )
+
+
+def _size_fraction(size: str) -> float:
+    from .models import SIZE_FRACTIONS
+
+    return float(SIZE_FRACTIONS[size])
 
 
 class _FinalWeights:

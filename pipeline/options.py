@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -16,6 +18,10 @@ import yaml
 
 class ConfigError(ValueError):
     """The config cannot run; the message says which key and why."""
+
+
+class ConfigWarning(UserWarning):
+    """The config runs, read in a way worth knowing (e.g. a repeated budget counted once)."""
 
 
 def schema_path() -> Path:
@@ -68,30 +74,123 @@ def _unknown_keys(error: jsonschema.ValidationError) -> list[str]:
     return [k for k in instance if repr(k) in error.message]
 
 
-def _message(error: jsonschema.ValidationError) -> list[str]:
+def _leaves(error: jsonschema.ValidationError) -> list[jsonschema.ValidationError]:
+    """The errors worth reporting for ``error``. A oneOf / anyOf error is replaced by the errors
+    of the alternatives the value's type fits (a mapping is judged by the mapping branch, not
+    also told it is not a string), so ``classes: 1`` says its minimum instead of "not valid
+    under any of the given schemas"."""
+    if error.validator not in ("oneOf", "anyOf") or not error.context:
+        return [error]
+    branches: dict[object, list[jsonschema.ValidationError]] = {}
+    for sub in error.context:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+    fitting = [
+        subs
+        for subs in branches.values()
+        if not any(s.validator == "type" and not s.relative_path for s in subs)
+    ]
+    if not fitting:
+        return [error]
+    return [leaf for subs in fitting for sub in subs for leaf in _leaves(sub)]
+
+
+def _message(error: jsonschema.ValidationError, schema: dict) -> list[str]:
     if error.validator not in ("additionalProperties", "unevaluatedProperties"):
         return [f"config key {_key(error)}: {error.message}"]
     where = [str(p) for p in error.absolute_path]
     kind = ""
+    known = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
     if where == ["dataset"] and isinstance(error.instance, dict):
         kind = f" of a {error.instance.get('name')!r} dataset"
+    hint = f"; known: {', '.join(known)}" if known else ""
     lines = []
     for extra in _unknown_keys(error) or ["?"]:
         key = ".".join([*where, str(extra)])
-        lines.append(f"config key {key}: unknown key{kind} (typo?)")
+        lines.append(f"config key {key}: unknown key{kind} (typo?){hint}")
     return lines
 
 
-def validate_schema(config: dict) -> dict:
-    """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid."""
-    schema = load_schema()
+def dataset_schema(dataset: object) -> dict:
+    """The schema of ``dataset`` alone: the keys every dataset has plus those of its kind
+    (``dataset.name``), any other key refused. One kind is checked, so one bad value is one
+    error, never also "unknown key" for the valid keys of its kind (unevaluatedProperties
+    over failed if/then branches did that). An unknown or missing name is the only error."""
+    node = load_schema()["properties"]["dataset"]
+    branch = {
+        key: copy.deepcopy(value)
+        for key, value in node.items()
+        if key not in ("allOf", "unevaluatedProperties")
+    }
+    name = dataset.get("name") if isinstance(dataset, dict) else None
+    if name not in node["properties"]["name"]["enum"]:
+        return branch
+    for rule in node.get("allOf", []):
+        if rule["if"]["properties"]["name"].get("const") == name:
+            then = rule["then"]
+            branch["properties"].update(copy.deepcopy(then.get("properties", {})))
+            branch["required"] = [*node.get("required", []), *then.get("required", [])]
+    branch["additionalProperties"] = False
+    return branch
+
+
+# YAML 1.1 (PyYAML, Snakemake) reads a float written without a dot, like 1e9 or 5e-4, as a
+# string; YAML 1.2 and JSON read a number. Where the schema wants a number, such a string is
+# read as the number it spells, so both spellings mean the same config.
+YAML11_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+")
+
+
+def _as_number(error: jsonschema.ValidationError) -> float | int | None:
+    wanted = error.validator_value
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    text = error.instance
+    if not isinstance(text, str) or not YAML11_FLOAT.fullmatch(text.strip()):
+        return None
+    value = float(text)
+    if "number" in wanted:
+        return value
+    if "integer" in wanted and value.is_integer():
+        return int(value)
+    return None
+
+
+def _set(config: dict, path, value) -> None:
+    *parents, last = list(path)
+    node = config
+    for key in parents:
+        node = node[key]
+    node[last] = value
+
+
+def validate_schema(config: dict, warn=None) -> dict:
+    """A copy of ``config`` with defaults filled; ConfigError naming the key if invalid.
+    Numbers YAML 1.1 read as strings (``1e9``) are read as numbers; repeated budgets are
+    dropped with a warning (``warn(text)``, else :func:`warnings.warn`)."""
+    schema = dict(load_schema())
     config = copy.deepcopy(config)
+    schema["properties"] = dict(schema["properties"])
+    schema["properties"]["dataset"] = dataset_schema(config.get("dataset", {"name": "tox21"}))
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     # Defaults go in on a first pass; a second pass reports errors against the filled config.
-    for _ in validator.iter_errors(config):
-        pass
+    for error in list(validator.iter_errors(config)):
+        if error.validator == "type" and (number := _as_number(error)) is not None:
+            _set(config, error.absolute_path, number)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = list(dict.fromkeys(line for error in errors for line in _message(error)))
+        leaves = [leaf for error in errors for leaf in _leaves(error)]
+        lines = list(dict.fromkeys(line for leaf in leaves for line in _message(leaf, schema)))
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    budgets = config.get("selection", {}).get("budgets")
+    if budgets:
+        unique = list(dict.fromkeys(budgets))
+        if len(unique) < len(budgets):
+            repeated = sorted({b for b in budgets if budgets.count(b) > 1})
+            message = (
+                f"config key selection.budgets: repeated budget(s) {repeated} counted once "
+                f"({len(budgets)} listed, {len(unique)} distinct)"
+            )
+            if warn is not None:
+                warn(message)
+            else:
+                warnings.warn(ConfigWarning(message), stacklevel=2)
+            config["selection"]["budgets"] = unique
     return config

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.dataset
 
 SQL_PACKAGE = "pipeline.sql"
 
@@ -28,15 +29,39 @@ def query_text(name: str) -> str:
     return resources.files(SQL_PACKAGE).joinpath(f"{name}.sql").read_text()
 
 
+# The result tables written next to sweep.duckdb (results_dir), each its own Parquet file:
+# visible to SQL under these names wherever they exist. metrics and networks are in the
+# database itself.
+RESULT_TABLES = ("groupings", "estimates", "affinity", "split")
+
+
+def result_tables(database: str | Path) -> dict[str, Path]:
+    """Table name -> Parquet file, for the result files that exist beside ``database``."""
+    folder = Path(database).parent
+    return {name: folder / f"{name}.parquet" for name in RESULT_TABLES}
+
+
 def connect(database: str | Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection that also cannot read or write other files: a query cannot
-    modify the results it reports on."""
+    modify the results it reports on. The result tables beside the database (RESULT_TABLES,
+    whichever exist) are readable by name: registered as Arrow datasets, scanned lazily,
+    before file access is switched off."""
     if not Path(database).exists():
         raise FileNotFoundError(f"{database}: no collected sweep here (run the collect rule first)")
     con = duckdb.connect(str(database), read_only=True)
+    for name, path in result_tables(database).items():
+        if path.exists():
+            con.register(name, pyarrow.dataset.dataset(str(path), format="parquet"))
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
+
+
+def tables(database: str | Path) -> list[str]:
+    """The tables a query over ``database`` can read, in the database and beside it."""
+    with connect(database) as con:
+        rows = con.execute("SELECT name FROM (SHOW ALL TABLES) ORDER BY name").fetchall()
+    return [name for (name,) in rows]
 
 
 def run_query(database: str | Path, sql: str, params: dict | None = None) -> pd.DataFrame:

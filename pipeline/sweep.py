@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import combinations
-from math import comb
 
 from .datasets import network_dataset
 
@@ -108,43 +107,68 @@ def canonical_tasks(tasks: list[str] | tuple[str, ...], order: list[str]) -> tup
     return tuple(sorted(tasks, key=position.__getitem__))
 
 
+# Standley's units (pipeline/selection/candidates.py SIZE_UNITS): a half-width network costs
+# 0.5, every full-width network at least 1 (1 in units; more heads cost more in macs).
+HALF_COST = 0.5
+
+
+def half_deploy_cost(n_tasks: int, sweep: dict) -> float:
+    """The least a grouping holding a half-width single-task network can cost: 0.5 for it plus
+    the cheapest cover of the other T-1 tasks by full-width networks (>= 1 each) of at most k
+    tasks and half-width singles (0.5 each): k = T-1 where one network may hold them all (the
+    all-in-one network, or the groups an estimating strategy decides), else the largest order
+    (inf without singles). ``sweep.strategy`` must be resolved."""
+    from .strategies import build_strategy
+
+    strategy = build_strategy(sweep, n_tasks)
+    orders = strategy.first_stage_orders()
+    if 1 not in orders:
+        return math.inf  # no single-task network is planned, at any width
+    rest = n_tasks - 1
+    if rest <= 0:
+        return HALF_COST
+    one_holds_all = strategy.trains_all_in_one() or strategy.estimates
+    widest = rest if one_holds_all else max(orders)
+    widest = min(widest, rest)
+    # f full networks of `widest` tasks and half-width singles for the tasks left over.
+    return HALF_COST + min(
+        full + HALF_COST * max(0, rest - full * widest)
+        for full in range(math.ceil(rest / widest) + 1)
+    )
+
+
+def resolve_sizes(n_tasks: int, sweep: dict, budgets: list[float], tolerance: float) -> list[str]:
+    """``sweep.sizes`` as a list: ``auto`` is [full, half] where some budget can deploy a
+    half-width single-task network (the largest budget, within the cost tolerance, reaches
+    :func:`half_deploy_cost`), else [full]: no grouping at any configured budget holds one,
+    so training them would serve nothing (the independent half-width baseline, 0.5 per task,
+    is then infeasible at every budget too)."""
+    sizes = sweep["sizes"]
+    if sizes != "auto":
+        return list(sizes)
+    deployable = max(budgets) + tolerance >= half_deploy_cost(n_tasks, sweep)
+    return ["full", "half"] if deployable else ["full"]
+
+
+def resolved_sizes(sweep: dict) -> list[str]:
+    if sweep["sizes"] == "auto":
+        raise ValueError("sweep.sizes auto: resolve it first (pipeline.config.resolve_config)")
+    return list(sweep["sizes"])
+
+
 def count_networks(n_tasks: int, sweep: dict) -> int:
     """How many networks :func:`plan_networks` returns, without building them."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    from .strategies import build_strategy
 
-    orders = first_stage_orders(sweep)
-    count = 0
-    for order in orders:
-        count += comb(n_tasks, order) * (len(sweep["sizes"]) if order == 1 else 1)
-    if trains_all_in_one(sweep) and n_tasks > 1 and n_tasks not in orders:
-        count += 1
-    if sweep.get("strategy") == "sampled":
-        from .strategies import default_subsets
-
-        options = sweep.get("sampled", {})
-        count += options.get("subsets") or default_subsets(n_tasks, options.get("size", 4))
-    return count
+    return build_strategy(sweep, n_tasks).count_first_stage(n_tasks)
 
 
 def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
-    """The first stage of ``sweep.strategy`` (pipeline/strategies.py): singles at every size,
-    full-size sets of every other order it trains, and the all-in-one network where asked or
-    needed, without duplicates."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    """The first stage of the sweep's strategy (pipeline/strategies/): the networks trained
+    before any estimate."""
+    from .strategies import build_strategy
 
-    nets: list[Network] = []
-    for order in first_stage_orders(sweep):
-        for combo in combinations(tasks, order):
-            sizes = sweep["sizes"] if order == 1 else ["full"]
-            nets += [Network(combo, size) for size in sizes]
-    if trains_all_in_one(sweep) and len(tasks) > 1:
-        nets.append(Network(tuple(tasks), "full"))
-    if sweep.get("strategy") == "sampled":
-        from .strategies import sampled_subsets
-
-        nets += [Network(subset, "full") for subset in sampled_subsets(tasks, sweep)]
-    position = {t: i for i, t in enumerate(tasks)}
-    return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
+    return build_strategy(sweep, tasks).first_stage(tasks)
 
 
 # "Training method" (also: mtl method): an architecture x loss-weighting pair, the folder

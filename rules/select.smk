@@ -4,6 +4,8 @@
 rule select:
     input:
         metrics=rules.collect.output.parquet,
+        # An estimating strategy's decided groups and controls: the control's pool.
+        groups=[groups_file(method) for method in METHODS] if ESTIMATES else [],
         # Which file holds which network: the one-seed bootstrap reads the chosen networks'
         # per-sample test losses (results/samples/) through it, and no other.
         networks=rules.collect.output.networks,
@@ -29,5 +31,11 @@ rule select:
     params:
         selection=config["selection"],
         tasks=TASKS,
+        strategy={
+            "name": STRATEGY.name,
+            "estimates": STRATEGY.estimates,
+            "estimate": STRATEGY.estimate_description,
+            "trains_pairs": STRATEGY.trains_pairs,
+        },
     run:
         select_job(input, output, params, log, threads)

@@ -236,3 +236,70 @@ def test_network_spec_does_not_depend_on_the_other_tasks() -> None:
     other = network_spec(resolve(training={"lr": 0.01}), ("c0t0",), "full", 0)
     assert spec_hash(other) != spec_hash(a)
     assert spec_hash(network_spec(large, ("c0t0",), "full", 1)) != spec_hash(a)
+
+
+# ------------------------------------------------- one kind's errors, minimums, YAML numbers
+
+TABLE = {"name": "table", "path": "x.csv", "features": ["a"], "targets": {"y": "binary"}}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "line"),
+    [
+        (
+            {**TABLE, "targets": {"y": "bogus"}},
+            "config key dataset.targets.y: 'bogus' is not one of ['binary', 'multiclass', "
+            "'regression']",
+        ),
+        ({**TABLE, "features": {"prefix": ""}}, "config key dataset.features.prefix: "),
+        (
+            {"name": "arrays", "path": "x.npz", "targets": {"y": {"type": "multiclass",
+                                                                  "classes": 1}}},
+            "config key dataset.targets.y.classes: 1 is less than the minimum of 2",
+        ),
+        ({**SYNTH, "rows": 5}, "config key dataset.rows: 5 is less than the minimum of 30"),
+        ({"name": "tox2l", "rows": 5}, "config key dataset.name: 'tox2l' is not one of"),
+    ],
+)  # fmt: skip
+def test_one_bad_dataset_value_is_the_one_error(dataset: dict, line: str) -> None:
+    # Only the kind dataset.name names is checked: its valid keys are not also "unknown", and
+    # a target's mapping form is not told it is not a string.
+    message = _error({"dataset": dataset}, check_data=False)
+    assert message.splitlines()[1:] == [message.splitlines()[1]]
+    assert message.splitlines()[1].strip().startswith(line)
+    assert "unknown key" not in message and "any of the given schemas" not in message
+
+
+def test_yaml_1_1_exponent_numbers_are_numbers(tmp_path: Path) -> None:
+    import yaml
+
+    # PyYAML (and Snakemake) read 1e9 and 5e-4 as strings: YAML 1.1 floats need a dot.
+    raw = yaml.safe_load(
+        "selection: {budgets: [1e9, 2.5E1, 3]}\ntraining: {lr: 5e-4, epochs: 2e0}\n"
+    )
+    assert raw["selection"]["budgets"][0] == "1e9"
+    config = resolve_config({"dataset": dict(SYNTH), **raw}, check_data=False)
+    assert config["selection"]["budgets"] == [1e9, 25.0, 3]
+    assert config["training"]["lr"] == 0.0005 and config["training"]["epochs"] == 2
+    assert isinstance(config["training"]["epochs"], int)
+    # A string that is no number stays an error, and a fractional epoch count too.
+    assert "selection.budgets.0: 'lots'" in _error(
+        {"dataset": dict(SYNTH), "selection": {"budgets": ["lots"]}}, check_data=False
+    )
+    assert "training.epochs: '2.5e0' is not of type 'integer'" in _error(
+        {"dataset": dict(SYNTH), "training": {"epochs": "2.5e0"}}, check_data=False
+    )
+
+
+def test_repeated_budgets_are_counted_once_with_a_warning() -> None:
+    said: list[str] = []
+    config = resolve_config(
+        {"dataset": dict(SYNTH), "selection": {"budgets": [2, 1, 2.0, 1e0, 3]}},
+        check_data=False,
+        warn=said.append,
+    )
+    assert config["selection"]["budgets"] == [2, 1, 3]
+    assert said == [
+        "config key selection.budgets: repeated budget(s) [1, 2] counted once "
+        "(5 listed, 3 distinct)"
+    ]

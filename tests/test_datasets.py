@@ -233,8 +233,9 @@ def test_user_table_constant_feature_names_column(tmp_path: Path) -> None:
     frame = _base_frame()
     frame["flat"] = 7.0
     path = _write(tmp_path, frame)
-    with pytest.raises(DatasetError, match=r"flat.*constant"):
-        load_table({"path": str(path), "features": ["f0", "flat"], "targets": {"y": "binary"}})
+    with pytest.raises(DatasetError, match=r"constant column.*'flat'.*refuse"):
+        load_table({"path": str(path), "features": ["f0", "flat"], "targets": {"y": "binary"},
+                    "constant_features": "refuse"})  # fmt: skip
 
 
 def test_user_table_missing_feature_column_names_it(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -21,6 +22,8 @@ from pipeline.schema import METRICS, write_table
 from pipeline.split import make_split
 from pipeline.sweep import Network, network_spec
 from pipeline.training import resolve_device, train_network
+
+REPO = Path(__file__).resolve().parent.parent
 
 CONFIG = {
     "dataset": {"name": "synthetic", "rows": 300, "features": 8, "clusters": 2,
@@ -128,3 +131,130 @@ def test_export_weights_refuses_a_changed_config(results: Path, tmp_path: Path, 
     assert code == 2
     assert "differs from the one these results were trained with" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_export_answer_folder_loads_and_predicts(results: Path, tmp_path: Path, monkeypatch):
+    """--out DIR (no .yaml/.json): answer.yaml + one folder per network; predict reproduces
+    the recorded test losses of the regression tasks from the test rows' raw features."""
+    import subprocess
+    import sys
+
+    from pipeline import load_network
+
+    monkeypatch.chdir(results.parent)
+    out = tmp_path / "answer"
+    assert main(["export", "--budget", "2", "--results", str(results), "--out", str(out)]) == 0
+    answer = yaml.safe_load((out / "answer.yaml").read_text())
+    assert answer["format"] == "taskgroup-answer/1" and answer["budget"] == 2.0
+    assert answer["task_network"]["c1t0"] == "c1t0@full"
+    pair = answer["networks"]["c0t0+c0t1@full"]
+    assert pair["path"] == "networks/full/c0t0+c0t1" and pair["seed"] == 0
+    assert not list(tmp_path.glob(".answer.*"))  # no staging folder left behind
+
+    config = resolve_config(CONFIG)
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    test = labels == "test"
+    np.savez(tmp_path / "test.npz", x=data.features[test])
+    preds = tmp_path / "p.parquet"
+    assert main(["predict", str(out), "--input", str(tmp_path / "test.npz"),
+                 "--out", str(preds)]) == 0  # fmt: skip
+    frame = pd.read_parquet(preds)
+    metrics = pd.read_parquet(results / "metrics.parquet")
+    final = metrics[(metrics.split == "test") & (metrics.metric == "loss") & (metrics.epoch == 2)]
+    for task, network in answer["task_network"].items():
+        got = frame[frame.task == task].sort_values("row")
+        assert set(got.network) == {network}
+        y = data.targets[:, data.task_index(task)]
+        std = np.nanstd(y[labels == "train"])
+        loss = np.nanmean(((got.prediction.to_numpy() - y[test]) / std) ** 2)
+        recorded = final[(final.network == network) & (final.task == task)].value.item()
+        assert loss == pytest.approx(recorded, rel=1e-5)
+    # One network's folder predicts alone too, and load_network is an nn.Module.
+    net = load_network(out / pair["path"])
+    assert isinstance(net, torch.nn.Module) and net.tasks == ["c0t0", "c0t1"]
+    one = net.predict(data.features[test])
+    got = frame[frame.task == "c0t0"].sort_values("row").prediction.to_numpy()
+    np.testing.assert_array_equal(one["c0t0"], got)
+
+    bad = data.features[test].copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(
+        ValueError, match=r"input: NaN or inf values in row\(s\) \[3\], feature column"
+    ):
+        net.predict(bad)
+
+    # A source whose constant column the dataset dropped (dataset.constant_features): the
+    # predictor takes the source's columns and drops the same one (its recorded positions).
+    import shutil
+
+    dropped = tmp_path / "dropped"
+    shutil.copytree(out / pair["path"], dropped)
+    meta = json.loads((dropped / "network.json").read_text())
+    meta["input"].update(feature_indices=[0, 1, 2, 3, 5, 6, 7, 8], source_width=9)
+    (dropped / "network.json").write_text(json.dumps(meta))
+    source = np.insert(data.features[test], 4, 7.0, axis=1)
+    np.testing.assert_array_equal(load_network(dropped).predict(source)["c0t0"], got)
+
+    # A seed the networks were not trained with is named; nothing is left behind.
+    assert main(["export", "--budget", "2", "--results", str(results), "--out",
+                 str(tmp_path / "s"), "--seed", "5"]) == 2  # fmt: skip
+    assert not (tmp_path / "s").exists() and not list(tmp_path.glob(".s.*"))
+
+    # --weights belongs to the grouping file; an answer folder has its own.
+    assert main(["export", "--budget", "2", "--results", str(results), "--out",
+                 str(tmp_path / "w"), "--weights", str(tmp_path / "w2")]) == 2  # fmt: skip
+    assert not (tmp_path / "w").exists() and not (tmp_path / "w2").exists()
+
+    # A second export replaces the first whole; a folder that is not an export is refused.
+    assert main(["export", "--budget", "2", "--results", str(results), "--out", str(out)]) == 0
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["export", "--budget", "2", "--results", str(results), "--out", str(other)]) == 2
+    assert (other / "keep.txt").read_text() == "mine" and len(list(other.iterdir())) == 1
+
+    # `import pipeline` stays cheap: load_network is imported on first use.
+    code = "import sys, pipeline; assert 'torch' not in sys.modules; pipeline.load_network"
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(REPO)})
+
+
+def test_predict_names_a_bad_folder_or_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", str(tmp_path / "empty"), "--input", "x.csv"]) == 2
+    assert "no answer.yaml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("architecture", "weighting", "size"),
+    [
+        ("mtan", "uncertainty", "full"),
+        ("adashare", "equal", "full"),
+        ("hard_sharing", "dwa", "half"),
+    ],
+)
+def test_every_architecture_exports_a_loadable_network(
+    tmp_path: Path, architecture: str, weighting: str, size: str
+) -> None:
+    """Each architecture's trained state (AdaShare: its fixed policy) loads into the model
+    build_model rebuilds from the recorded arguments and gives the recorded test losses (the
+    export's own check, which raises otherwise)."""
+    from pipeline.export import _FinalWeights, _write_network
+    from pipeline.training import Trainer
+
+    config = resolve_config({**CONFIG, "training": {**CONFIG["training"], "epochs": 3}})
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    network = Network(("c0t0", "c0t1"), size)
+    spec = network_spec(config, network.tasks, size, 0, architecture, weighting)
+    capture = _FinalWeights()
+    trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
+    recorded = trainer.fit().to_pandas()
+    _write_network(tmp_path / "net", network.name, trainer, capture.state, recorded)
+    meta = json.loads((tmp_path / "net" / "network.json").read_text())
+    assert meta["model"]["architecture"] == architecture
+    assert meta["model"]["width"] == (0.5 if size == "half" else 1.0)
+    test = recorded[(recorded.split == "test") & (recorded.metric == "loss")]
+    assert meta["recorded"]["loss"]["test"] == dict(
+        zip(test[test.epoch == 3].task, test[test.epoch == 3].value)
+    )

@@ -270,3 +270,43 @@ def test_query_connect_on_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing.duckdb"):
         connect(tmp_path / "nothing.duckdb")
     assert not (tmp_path / "nothing.duckdb").exists()
+
+
+def test_sql_sees_every_result_table_beside_the_database(database: Path) -> None:
+    # The tables the workflow writes next to sweep.duckdb, under their own names.
+    for name, column in (("groupings", "budget"), ("split", "row"), ("estimates", "network")):
+        pq.write_table(pa.table({column: [1, 2, 3]}), database.parent / f"{name}.parquet")
+    from pipeline.query import tables
+
+    assert tables(database) == ["estimates", "groupings", "metrics", "networks", "split"]
+    joined = run_query(
+        database,
+        "SELECT (SELECT count(*) FROM groupings) AS g, (SELECT sum(row) FROM split) AS s, "
+        "(SELECT count(*) FROM metrics) AS m",
+    )
+    assert joined.iloc[0].tolist() == [3, 6, 36]
+    # Still no other file: the lock holds with the tables registered.
+    with connect(database) as con, pytest.raises(duckdb.PermissionException):
+        con.execute(f"SELECT * FROM read_parquet('{database.parent / 'groupings.parquet'}')")
+
+
+def test_sql_csv_has_no_index_and_a_closed_pipe_is_quiet(database: Path) -> None:
+    import subprocess
+    import sys
+
+    from pipeline.cli import main
+
+    cli = [sys.executable, "-m", "pipeline", "sql", "--results", str(database.parent)]
+    out = subprocess.run(
+        [*cli, "SELECT DISTINCT network FROM metrics ORDER BY 1", "--format", "csv"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.splitlines() == ["network", "A+B@full", "B@full"]
+    # Far more rows than a pipe buffer holds, read by `head -n 2`: no BrokenPipeError.
+    piped = subprocess.run(
+        " ".join([*cli, "'SELECT * FROM range(200000)'", "--format csv", "| head -n 2"]),
+        shell=True, capture_output=True, text=True,
+    )  # fmt: skip
+    assert piped.stdout.splitlines() == ["range", "0"]
+    assert piped.stderr == ""
+    assert main(["sql", "--results", str(database.parent), "SELECT 1 AS one"]) == 0

@@ -74,6 +74,8 @@ def network_dataset(dataset_config: dict, tasks: tuple[str, ...] | list[str]) ->
     if cfg.get("name") not in FILE_DATASETS:
         return cfg
     data = load_dataset(dataset_config)
+    # What it does to the inputs is in the features' hash: drop given or left out, one spec.
+    cfg.pop("constant_features", None)
     own = {t: cfg["targets"][t] for t in tasks}
     cfg["targets"] = own
     hashes = _content_hashes(data)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DENSE_TYPES, Dataset, DatasetError
+from .base import DENSE_TYPES, Dataset, DatasetError, drop_constant_features
 
 _cache: dict[tuple, dict[str, np.ndarray]] = {}
 _lock = threading.Lock()
@@ -98,6 +98,7 @@ def load_arrays(config: dict) -> Dataset:
     return dataset_from_arrays(
         _read(path), config["targets"], config.get("inputs", "x"),
         str(config.get("label", path.stem)), path,
+        constant_features=config.get("constant_features", "drop"),
     )  # fmt: skip
 
 
@@ -107,10 +108,12 @@ def dataset_from_arrays(
     inputs_name: str,
     name: str,
     path: Path | str,
+    constant_features: str | None = None,
 ) -> Dataset:
     """A Dataset of named arrays (the module docstring's layout): ``targets`` maps array name
     -> task type or {type, classes}; ``path`` names the source in errors. Shared by the
-    ``arrays`` and ``scenes`` datasets."""
+    ``arrays`` and ``scenes`` datasets. ``constant_features`` (drop | refuse; None: keep) for
+    (N, features) inputs: images keep every pixel (a convolution needs the whole grid)."""
     x = _array(arrays, inputs_name, path, "inputs")
     if x.ndim not in (2, 4):
         raise DatasetError(
@@ -120,6 +123,10 @@ def dataset_from_arrays(
     x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise DatasetError(f"dataset.inputs: array {inputs_name!r} of {path} has NaN or inf")
+    kept, dropped = None, ()
+    if constant_features is not None and x.ndim == 2:
+        labels = [f"{inputs_name}[:, {i}]" for i in range(x.shape[1])]
+        x, kept, dropped = drop_constant_features(x, labels, constant_features, str(path))
     n = x.shape[0]
     targets_cfg = dict(targets)
     if inputs_name in targets_cfg:
@@ -184,4 +191,6 @@ def dataset_from_arrays(
         n_classes=tuple(n_classes),
         binary_features=bool(x.ndim == 2 and np.isin(x, (0.0, 1.0)).all()),
         dense_targets=dense,
+        dropped_features=dropped,
+        feature_indices=kept if dropped else None,
     )

@@ -18,6 +18,45 @@ class DatasetError(ValueError):
     """A dataset cannot be used as configured; the message names the file, column or task."""
 
 
+def abbreviate(names, limit: int = 10) -> str:
+    """``names`` as a readable list, past ``limit`` its first ones, the count left out and the
+    last: a message about 617 tasks or 2,048 pixels stays one line."""
+    names = list(names)
+    if len(names) <= limit:
+        return ", ".join(map(repr, names))
+    head = ", ".join(map(repr, names[: limit - 1]))
+    return f"{head}, ... ({len(names) - limit} more), {names[-1]!r}"
+
+
+# dataset.constant_features of your own tables and (N, features) arrays.
+CONSTANT_FEATURES = ("drop", "refuse")
+
+
+def drop_constant_features(
+    features: np.ndarray, names: list[str], policy: str, where: str
+) -> tuple[np.ndarray, tuple[int, ...], tuple[str, ...]]:
+    """``features`` (rows, columns) without the columns that hold one value in every row of
+    the file, the kept columns' positions and the dropped columns' names. Constant over the
+    whole file, not the training rows: what is kept is a property of the data, the same for
+    every split, seed and predict input. ``policy`` "refuse" raises DatasetError naming them."""
+    if policy not in CONSTANT_FEATURES:
+        raise DatasetError(f"dataset.constant_features: {policy!r}; known: {CONSTANT_FEATURES}")
+    constant = (features == features[:1]).all(axis=0)
+    dropped = tuple(name for name, c in zip(names, constant) if c)
+    if dropped and (policy == "refuse" or constant.all()):
+        why = (
+            "every feature column is constant"
+            if constant.all()
+            else "dataset.constant_features: refuse; drop (the default) drops them"
+        )
+        raise DatasetError(
+            f"dataset.features: {len(dropped)} constant column(s) of {where} (one value in "
+            f"every row, no signal): {abbreviate(dropped)} ({why})"
+        )
+    kept = tuple(int(i) for i in np.flatnonzero(~constant))
+    return (features[:, list(kept)] if dropped else features), kept, dropped
+
+
 def _normalised(name: str) -> str:
     return unicodedata.normalize("NFC", name).strip()
 
@@ -74,6 +113,14 @@ class Dataset:
     class_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Dense tasks' per-pixel labels (see above); empty for tables.
     dense_targets: dict[str, np.ndarray] = field(default_factory=dict)
+    # Your own table or (N, features) arrays: the constant input columns dropped from
+    # ``features`` (dataset.constant_features), by name (a table's columns; an array's
+    # "inputs[:, i]"), and the positions kept: the one place that says which source columns the
+    # model reads (select_features). None: all of them.
+    dropped_features: tuple[str, ...] = ()
+    feature_indices: tuple[int, ...] | None = None
+    # A table's kept feature columns by name, in model input order; empty for other datasets.
+    feature_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         rows, tasks = self.targets.shape
@@ -100,6 +147,14 @@ class Dataset:
         sizes = {labels.shape[-2:] for labels in self.dense_targets.values()}
         if len(sizes) > 1:
             raise DatasetError(f"{self.name}: dense tasks have different label sizes {sizes}")
+
+    def select_features(self, source: np.ndarray) -> np.ndarray:
+        """``source`` inputs laid out like the data file's (a table's configured feature
+        columns in order, an arrays file's inputs array) as the model reads them: the
+        constant columns dropped at training dropped here too (export / predict)."""
+        if self.feature_indices is None:
+            return source
+        return source[:, list(self.feature_indices)]
 
     @property
     def mask(self) -> np.ndarray:

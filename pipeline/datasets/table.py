@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .base import Dataset, DatasetError
+from .base import Dataset, DatasetError, drop_constant_features
 
 # Parsed tables and feature matrices, by file identity: every training of a sweep asks for its
 # own targets, and a warm process must not parse the file (or copy the features) per network.
@@ -100,7 +100,8 @@ def _features(table: pa.Table, config: dict, path: Path, targets: list[str]):
     overlap = set(feature_cols) & set(targets)
     if overlap:
         raise DatasetError(f"dataset: columns {sorted(overlap)} are both features and targets")
-    key = (file_identity(path), tuple(feature_cols))
+    policy = config.get("constant_features", "drop")
+    key = (file_identity(path), tuple(feature_cols), policy)
     with _lock:
         cached = _features_cache.get(key)
     if cached is not None:
@@ -109,13 +110,10 @@ def _features(table: pa.Table, config: dict, path: Path, targets: list[str]):
     if np.isnan(features).any():
         bad = [c for c, col in zip(feature_cols, features.T) if np.isnan(col).any()]
         raise DatasetError(f"dataset.features: columns {bad[:5]} of {path} have missing values")
-    constant = [c for c, col in zip(feature_cols, features.T) if np.ptp(col) == 0]
-    if constant:
-        raise DatasetError(
-            f"dataset.features: columns {constant[:5]} of {path} are constant (carry no signal)"
-        )
+    features, kept, dropped = drop_constant_features(features, feature_cols, policy, str(path))
     binary = bool(np.isin(features, (0.0, 1.0)).all())
-    result = (features.astype(np.float32), binary)
+    columns = tuple(feature_cols[i] for i in kept)
+    result = (features.astype(np.float32), binary, kept, dropped, columns)
     with _lock:
         if len(_features_cache) > 8:
             _features_cache.clear()
@@ -164,7 +162,7 @@ def load_table(config: dict) -> Dataset:
     path = Path(config["path"]).expanduser()
     table = _read(path)
     targets_cfg: dict[str, str] = dict(config["targets"])
-    features, binary = _features(table, config, path, list(targets_cfg))
+    features, binary, kept, dropped, columns = _features(table, config, path, list(targets_cfg))
 
     targets, n_classes, class_labels = [], [], {}
     for column, kind in targets_cfg.items():
@@ -199,4 +197,7 @@ def load_table(config: dict) -> Dataset:
         n_classes=tuple(n_classes),
         binary_features=binary,
         class_labels=class_labels,
+        dropped_features=dropped,
+        feature_indices=kept if dropped else None,
+        feature_columns=columns,
     )

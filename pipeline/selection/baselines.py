@@ -37,14 +37,42 @@ def all_in_one(cand: Candidates, budget: float, tolerance: float) -> tuple[int, 
     return (int(nets[np.argmin(np.nansum(cand.val[nets], axis=1))]),)
 
 
-def independent(cand: Candidates, budget: float, tolerance: float) -> tuple[int, ...] | None:
-    """The most expensive one-size set of single-task networks within the budget, or None."""
+def _single_kinds(cand: Candidates) -> dict[object, list[int]]:
+    """Usable single-task networks by size label; external results may have none, then by
+    cost."""
     nets = np.flatnonzero(cand.singles() & cand.trained & cand.usable(cand.val))
-    # Sizes by label; external results may have none, then by cost.
     kinds: dict[object, list[int]] = {}
     for n in nets:
         kind = cand.size[n] if cand.size[n] is not None else round(float(cand.cost[n]), 6)
         kinds.setdefault(kind, []).append(int(n))
+    return kinds
+
+
+def independent_infeasible(cand: Candidates, budget: float) -> str:
+    """Why no one-size set of single-task networks is deployed at ``budget``: what the
+    cheapest complete one costs, and that half-width ones were never trained where so (a sweep
+    with sweep.sizes auto trains them only where some budget can deploy one)."""
+    costs = {}
+    for kind, group in _single_kinds(cand).items():
+        per_task: dict[int, float] = {}
+        for n in group:
+            t = int(np.flatnonzero(cand.members[n])[0])
+            per_task[t] = min(per_task.get(t, np.inf), float(cand.cost[n]))
+        if len(per_task) == len(cand.tasks):
+            costs[kind] = sum(per_task.values())
+    if not costs:
+        why = "no size has a single-task network for every task"
+    else:
+        kind, cost = min(costs.items(), key=lambda item: item[1])
+        why = f"{kind} single-task networks for all {len(cand.tasks)} tasks cost {cost:g}"
+    if "half" not in costs and "full" in costs:
+        why += "; half-width ones were not trained (infeasible at these budgets)"
+    return f"infeasible at budget {budget:g}: {why}"
+
+
+def independent(cand: Candidates, budget: float, tolerance: float) -> tuple[int, ...] | None:
+    """The most expensive one-size set of single-task networks within the budget, or None."""
+    kinds = _single_kinds(cand)
     best: tuple[float, float, tuple[int, ...]] | None = None
     for group in kinds.values():
         per_task = {}

@@ -55,7 +55,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     beside = [Path(args.metrics).with_name(n) for n in ("networks.parquet", "split.parquet")]
     networks, split = (str(p) if p.exists() else None for p in beside)
     return _run(
-        lambda: run_selection(args.metrics, selection, args.out, tasks, None, networks, split),
+        lambda: run_selection(
+            args.metrics, selection, args.out, tasks, networks_path=networks, split_path=split
+        ),
         args.out,
     )
 
