@@ -199,7 +199,7 @@ def test_gains_frame_compares_the_answer_with_the_control_and_all_in_one() -> No
 
     from pipeline.selection.candidates import Candidates
     from pipeline.selection.gains import gains_frame
-    from pipeline.selection.outputs import gains_section
+    from pipeline.selection.outputs import LABELS, gains_section
     from pipeline.selection.scoring import score
     from pipeline.selection.solving import Outcome, Settings
 
@@ -235,5 +235,5 @@ def test_gains_frame_compares_the_answer_with_the_control_and_all_in_one() -> No
     assert pairs["optimal", "control"].difference == pytest.approx(0.15 + 0.17 + 0.05, abs=0.02)
     assert all(r.low > 0 for r in frame.itertuples())  # every planted gain is found
     text = gains_section(cand, pd.DataFrame(frame), settings.budgets)
-    assert "vs control" in text and "paired over 3 seeds" in text
+    assert f"vs {LABELS['control']}" in text and "paired over 3 seeds" in text
     assert "gain, distinguishable from 0" in text
