@@ -36,8 +36,9 @@ def select_job(input, output, params, log, threads) -> None:
     try:
         groups = list(_named(input).get("groups", []))
         run_selection(
-            input.metrics, params.selection, output, params.tasks, log[0], groups, params.strategy
-        )
+            input.metrics, params.selection, output, params.tasks, log[0], groups,
+            params.strategy, input.networks, input.split,
+        )  # fmt: skip
     except Exception as err:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)

@@ -12,8 +12,8 @@ from .strategies.controls import read_controls
 from .sweep import method_key, plan_networks, sweep_methods
 
 # Per-network folders under results_dir, and the suffix of each one's files.
-PER_NETWORK = {"runs": ".parquet", "logs/train": ".log", "benchmarks/train": ".tsv",
-               "checkpoints": ".pt"}  # fmt: skip
+PER_NETWORK = {"runs": ".parquet", "samples": ".parquet", "logs/train": ".log",
+               "benchmarks/train": ".tsv", "checkpoints": ".pt"}  # fmt: skip
 
 
 def expected_network_paths(config: dict) -> set[str]:

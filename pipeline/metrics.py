@@ -22,20 +22,24 @@ METRIC_OF = {
 }
 
 
+def row_losses(output: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
+    """Each row's loss of one vector task (any value on rows without a label: mask them)."""
+    labelled = ~torch.isnan(target)
+    safe = torch.where(labelled, target, torch.zeros_like(target))
+    if task_type == "binary":
+        return F.binary_cross_entropy_with_logits(output[:, 0], safe, reduction="none")
+    if task_type == "multiclass":
+        return F.cross_entropy(output, safe.long(), reduction="none")
+    return (output[:, 0] - safe) ** 2
+
+
 def masked_loss(output: torch.Tensor, target: torch.Tensor, task_type: str) -> torch.Tensor:
     """Mean loss over the labelled rows of one task (NaN targets are missing labels)."""
     labelled = ~torch.isnan(target)
     count = labelled.sum()
     if count == 0:
         return output.sum() * 0.0  # keeps the graph; contributes nothing
-    safe = torch.where(labelled, target, torch.zeros_like(target))
-    if task_type == "binary":
-        per_row = F.binary_cross_entropy_with_logits(output[:, 0], safe, reduction="none")
-    elif task_type == "multiclass":
-        per_row = F.cross_entropy(output, safe.long(), reduction="none")
-    else:
-        per_row = (output[:, 0] - safe) ** 2
-    return (per_row * labelled).sum() / count
+    return (row_losses(output, target, task_type) * labelled).sum() / count
 
 
 def masked_binary_losses(

@@ -500,6 +500,8 @@ class TrainJob:
     log: str
     checkpoint: str | None
     split: str
+    # The network's TEST_LOSSES file (pipeline.sample_losses); None: not written.
+    samples: str | None = None
 
 
 @dataclass
@@ -508,6 +510,7 @@ class _Slot:
     pack: _Pack
     done: threading.Event = field(default_factory=threading.Event)
     table: pa.Table | None = None
+    samples: pa.Table | None = None
     error: BaseException | None = None
     lines: list[str] = field(default_factory=list)
 
@@ -604,9 +607,12 @@ def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, 
     from .training import Checkpointer, resolve_device
 
     device = resolve_device()
+    from .sample_losses import final_sample_losses, write_sample_losses
+
     job = TrainJob(
-        params["spec"], output["metrics"], log[0], params.get("checkpoint"), input["split"]
-    )
+        params["spec"], output["metrics"], log[0], params.get("checkpoint"), input["split"],
+        output.get("samples"),
+    )  # fmt: skip
 
     def train(slots: list[_Slot]) -> None:
         trainers, labels = [], {}
@@ -623,8 +629,11 @@ def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, 
                 f"network {trainer.network.name} on {device}, in a pack of {len(slots)}"
             )
             trainers.append(trainer)
-        for slot, table in zip(slots, train_pack(trainers, slots[0].lines.append)):
+        tables = train_pack(trainers, slots[0].lines.append)
+        for slot, trainer, table in zip(slots, trainers, tables):
             slot.table = table
+            if slot.job.samples is not None:
+                slot.samples = final_sample_losses(trainer)
 
     slot = SCHEDULER.run(job, pending, size, train)
     with open(log[0], "w") as log_file:
@@ -633,5 +642,7 @@ def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, 
             log_file.write(f"pack failed: {slot.error!r}\n")
     if slot.error is not None:
         raise RuntimeError(f"the pack training {job.output} failed: {slot.error}") from slot.error
+    if job.samples is not None:
+        write_sample_losses(slot.samples, job.samples)
     write_table(slot.table, output["metrics"], METRICS)
     Checkpointer(job.checkpoint).remove()

@@ -73,6 +73,31 @@ NETWORKS = pa.schema(
     metadata={"taskgroup.table": "networks", "taskgroup.schema_version": SCHEMA_VERSION},
 )
 
+# results/samples/<same path as the network's runs/ file>: each labelled test value's loss at
+# the final epoch, from the final model (pipeline/sample_losses.py), so a difference of two
+# groupings' test totals gets a paired bootstrap interval over the test rows
+# (pipeline/selection/gains.py).
+# Long format: one row per test row x task with a label. A diverged network has no rows.
+TEST_LOSSES = pa.schema(
+    [
+        pa.field("network", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        # sha256 of the network's training spec (the METRICS column of the same name).
+        pa.field("config_hash", pa.string(), nullable=False),
+        # The dataset row (split.parquet's ``row``).
+        pa.field("row", pa.int32(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        # The row's loss as the recorded test loss averages it (float32: the values the
+        # training computed, stored exactly). Dense tasks: the mean over the row's labelled
+        # pixels.
+        pa.field("loss", pa.float32(), nullable=False),
+        # Labelled cells behind ``loss`` (1 for a vector task; labelled pixels for a dense one):
+        # a task's test loss is sum(weight * loss) / sum(weight) over its rows.
+        pa.field("weight", pa.int32(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "test_losses", "taskgroup.schema_version": SCHEMA_VERSION},
+)
+
 SPLITS = ("train", "val", "test")
 
 # One row per dataset row: which split it belongs to (the workflow's split.parquet).
@@ -124,6 +149,36 @@ GROUPINGS = pa.schema(
         pa.field("gap", pa.float64(), nullable=True),
     ],
     metadata={"taskgroup.table": "groupings", "taskgroup.schema_version": SCHEMA_VERSION},
+)
+
+
+# results/gains.parquet: each answer's test-total difference against a reference grouping at
+# one budget, with a 95 % interval (pipeline/selection/gains.py; docs/intervals.md).
+GAINS = pa.schema(
+    [
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        pa.field("objective", pa.string(), nullable=False),
+        pa.field("epoch", pa.string(), nullable=False),
+        pa.field("budget", pa.float64(), nullable=False),
+        # The answer (a groupings selection_method) and what it is compared against.
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("against", pa.string(), nullable=False),
+        # Total test loss of against minus that of method: positive = method's loss is lower (a
+        # gain), as the summary's advantage.
+        pa.field("difference", pa.float64(), nullable=True),
+        # The 95 % interval of the difference; null where none could be computed (see how).
+        pa.field("low", pa.float64(), nullable=True),
+        pa.field("high", pa.float64(), nullable=True),
+        # Seeds paired (seeds_t) or the one seed bootstrapped.
+        pa.field("n_seeds", pa.int32(), nullable=False),
+        # seeds_t (per-seed differences, Student t) | bootstrap (paired over test rows) |
+        # none: <why>
+        pa.field("how", pa.string(), nullable=False),
+        # Bootstrap resamples (null for seeds_t and none).
+        pa.field("resamples", pa.int32(), nullable=True),
+    ],
+    metadata={"taskgroup.table": "gains", "taskgroup.schema_version": SCHEMA_VERSION},
 )
 
 

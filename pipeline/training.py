@@ -314,6 +314,9 @@ class Trainer:
         self._inputs: _Inputs | None = None
         # The model fit() trained (for callers that inspect it afterwards).
         self.model: Architecture | None = None
+        # The model and outcome table() last recorded (pipeline.sample_losses reads it); shared
+        # with fresh() copies, so a pack retried in halves still reports to this trainer.
+        self.final: dict = {}
 
     # ---- the pieces a training (or a pre-training phase) is made of -------------------------
     def method_options(self, method: str) -> dict:
@@ -426,6 +429,7 @@ class Trainer:
             self.observer,
         )  # fmt: skip
         trainer.state_key = self.state_key
+        trainer.final = self.final
         return trainer
 
     def labelled_counts(self) -> dict:
@@ -517,6 +521,7 @@ class Trainer:
     ) -> pa.Table:
         """The network's METRICS table: its rows plus its constant columns."""
         tasks = self.tasks
+        self.final.update(model=model, diverged=diverged_at is not None)
         constant = {
             "dataset": self.data.name, "network": self.network.name, "tasks": tasks,
             "n_tasks": len(tasks), "size": self.spec["size"], "width": self.recorded_width(model),
@@ -739,6 +744,10 @@ def run_snakemake_job(
     if tag is not None:
         # The network's own rows keep its plain spec's hash: they equal a plain training's.
         write_table(trainer.observer.table(trainer.state_key), output["affinity"], AFFINITY)
+    if "samples" in output:
+        from .sample_losses import final_sample_losses, write_sample_losses
+
+        write_sample_losses(final_sample_losses(trainer), output["samples"])
     write_table(table, output["metrics"], METRICS)
     checkpoint.remove()
 

@@ -231,6 +231,7 @@ def pending_trainings():
             str(job.log[0]),
             job.params.checkpoint,
             str(job.input.split),
+            str(job.output.samples),
         )
         for job in jobs
         if job.rule.name == "train"

@@ -13,6 +13,7 @@ if STRATEGY.estimation == "recorded":
             split=rules.split.output.split,
         output:
             metrics=f"{RESULTS}/runs/{{architecture}}-{{weighting}}/seed{{seed}}/full/{ALL_IN_ONE.stem}.parquet",
+            samples=f"{RESULTS}/samples/{{architecture}}-{{weighting}}/seed{{seed}}/full/{ALL_IN_ONE.stem}.parquet",
             affinity=f"{RESULTS}/affinity/{{architecture}}-{{weighting}}/seed{{seed}}.parquet",
         log:
             f"{RESULTS}/logs/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.log",

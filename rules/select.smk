@@ -6,8 +6,13 @@ rule select:
         metrics=rules.collect.output.parquet,
         # An estimating strategy's decided groups and controls: the control's pool.
         groups=[groups_file(method) for method in METHODS] if ESTIMATES else [],
+        # Which file holds which network: the one-seed bootstrap reads the chosen networks'
+        # per-sample test losses (results/samples/) through it, and no other.
+        networks=rules.collect.output.networks,
+        split=rules.split.output.split,
     output:
         groupings=f"{RESULTS}/groupings.parquet",
+        gains=f"{RESULTS}/gains.parquet",
         plot=report(
             f"{RESULTS}/budget_curve.png",
             caption="../report/budget_curve.rst",

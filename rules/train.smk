@@ -3,6 +3,8 @@ rule train:
         split=rules.split.output.split,
     output:
         metrics=f"{RESULTS}/runs/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.parquet",
+        # Each labelled test value's final loss (schema TEST_LOSSES): the bootstrap's input.
+        samples=f"{RESULTS}/samples/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.parquet",
     log:
         f"{RESULTS}/logs/train/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.log",
     benchmark:

@@ -94,6 +94,14 @@ def test_tag_loop_trains_only_the_decided_groups_then_reruns_incrementally(tmp_p
     summary = (results / "summary.md").read_text(encoding="utf-8")
     assert "Against a random control (tag)" in summary and "share earned" in summary
     assert "Controls' compute: 2 network(s) x 1 seed(s) = 2 training(s)" in summary
+    # An interval on the gain over the control and over all-in-one at every budget (one seed:
+    # the paired bootstrap over test rows, docs/intervals.md), said in the summary.
+    gains = pq.read_table(results / "gains.parquet").to_pandas()
+    for against in ("control", "all_in_one"):
+        mine = gains[(gains["method"] == "optimal") & (gains["against"] == against)]
+        assert set(mine["budget"]) == {1.0, 2.0} and set(mine["how"]) == {"bootstrap"}
+        assert (mine["low"] <= mine["high"]).all()
+    assert "vs random control (trained)" in summary and "distinguishable from 0" in summary
     # The summary names the strategy and what is measured; HOA (no pairs) is left out, said once.
     assert "Strategy: **tag**" in summary and "below is **measured**" in summary
     assert summary.count("left out: Standley's HOA") == 1

@@ -65,9 +65,12 @@ def test_table_changes_rerun_exactly_what_they_feed(tmp_path: Path, capsys, monk
     monkeypatch.chdir(tmp_path)
     assert main(["leftovers", "--configfile", str(tmp_path / "config.yaml")]) == 0
     out = capsys.readouterr().out.split()
-    assert [Path(p).name for p in out] == ["a+b.parquet", "a+b.log", "a+b.tsv"]
+    # Its metrics, its per-sample test losses (results/samples/), its log and benchmark.
+    assert [Path(p).name for p in out] == ["a+b.parquet", "a+b.parquet", "a+b.log", "a+b.tsv"]
+    assert [Path(p).parts[1] for p in out[:2]] == ["runs", "samples"]
     assert main(["leftovers", "--configfile", str(tmp_path / "config.yaml"), "--delete"]) == 0
     assert not (tmp_path / out[0]).exists() and (tmp_path / "results" / "runs").is_dir()
+    assert not (tmp_path / out[1]).exists() and (tmp_path / "results" / "samples").is_dir()
 
     # An edited label of task b: b's networks retrain (its single and the all-in-one).
     frame.loc[5, "b"] += 1.0

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from ..schema import GROUPINGS
+from ..schema import GAINS, GROUPINGS, write_table
 from . import controls
 from .candidates import CandidateFrames, build, query_external, query_metrics
 from .external import read_external
+from .gains import SampleSource, gains_frame
 from .outputs import groupings_frame, plot_curves, summary_markdown, write_groupings, write_text
 from .scoring import score
 from .solver import InfeasibleBudget, Solution, solve, solve_budgets
@@ -44,19 +46,22 @@ class OutputPaths:
     groupings: Path
     plot: Path
     summary: Path
+    gains: Path
 
     @classmethod
     def of(cls, out: str | os.PathLike | object) -> OutputPaths:
-        """A directory (groupings.parquet, budget_curve.png, summary.md inside it) or anything
-        with ``groupings``, ``plot`` and ``summary`` attributes (a Snakemake rule's output)."""
+        """A directory (groupings.parquet, budget_curve.png, summary.md, gains.parquet inside
+        it) or anything with ``groupings``, ``plot``, ``summary`` and ``gains`` attributes (a
+        Snakemake rule's output)."""
         if isinstance(out, (str, os.PathLike)):
             directory = Path(out)
             return cls(
                 directory / "groupings.parquet",
                 directory / "budget_curve.png",
                 directory / "summary.md",
+                directory / "gains.parquet",
             )
-        return cls(Path(out.groupings), Path(out.plot), Path(out.summary))
+        return cls(Path(out.groupings), Path(out.plot), Path(out.summary), Path(out.gains))
 
 
 def _solve_and_write(
@@ -67,6 +72,7 @@ def _solve_and_write(
     pools: dict | None = None,
     seconds: pd.DataFrame | None = None,
     strategy: dict | None = None,
+    samples: SampleSource | None = None,
 ) -> pd.DataFrame:
     if frames.candidates.empty:
         raise ValueError(
@@ -92,10 +98,12 @@ def _solve_and_write(
             notes = {o.note for o in outcomes if o.method == "optimal"}
             raise InfeasibleBudget(f"{cand.label}: no budget is feasible: {'; '.join(notes)}")
     frame = groupings_frame(results, settings)
+    gains = gains_frame(results, settings, samples)
     write_groupings(frame, out.groupings)
+    write_table(pa.Table.from_pandas(gains, preserve_index=False), out.gains, GAINS)
     plot_curves(frame, out.plot)
     text = summary_markdown(
-        results, settings, frames.excluded, source, sections, _strategy_line(strategy)
+        results, settings, frames.excluded, source, sections, _strategy_line(strategy), gains
     )
     write_text(text, out.summary)
     return frame
@@ -159,6 +167,8 @@ def run_selection(
     log_path: str | os.PathLike | None = None,
     groups_files: list[str] | None = None,
     strategy: dict | None = None,
+    networks_path: str | os.PathLike | None = None,
+    split_path: str | os.PathLike | None = None,
 ) -> None:
     """Solve from a collected metrics Parquet file (METRICS schema) with the config's
     ``selection:`` section; write groupings.parquet, budget_curve.png and summary.md.
@@ -168,15 +178,19 @@ def run_selection(
     where to append a one-line-per-method log. ``groups_files``: an estimating strategy's
     decided groups (results/groups/*.json); their controls get their own solve (controls.py).
     ``strategy``: the sweep's strategy (name, estimates, estimate, trains_pairs), for the
-    summary and to leave out HOA where no pairs were trained.
+    summary and to leave out HOA where no pairs were trained. ``networks_path`` (the collected
+    manifest) and ``split_path``: where one seed's per-sample test losses are found for the
+    bootstrap intervals (gains.py); without them a one-seed interval says it has none.
     """
     settings = Settings.from_config(selection_config)
     frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
     pools = controls.read_pools(groups_files or [])
     seconds = network_seconds(metrics_path) if pools else None
+    samples = SampleSource(networks_path, split_path, settings.epoch)
     frame = _solve_and_write(
-        frames, settings, OutputPaths.of(out_dir), str(metrics_path), pools, seconds, strategy
-    )
+        frames, settings, OutputPaths.of(out_dir), str(metrics_path), pools, seconds, strategy,
+        samples,
+    )  # fmt: skip
     _log(frame, frames, log_path)
 
 

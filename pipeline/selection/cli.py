@@ -45,10 +45,21 @@ def _budgets(text: str) -> list[float]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from . import run_selection
 
     selection, tasks = _selection_config(args)
-    return _run(lambda: run_selection(args.metrics, selection, args.out, tasks), args.out)
+    # The workflow's results folder holds the manifest and split beside the metrics: with them
+    # a one-seed interval is bootstrapped from the chosen networks' per-sample test losses.
+    beside = [Path(args.metrics).with_name(n) for n in ("networks.parquet", "split.parquet")]
+    networks, split = (str(p) if p.exists() else None for p in beside)
+    return _run(
+        lambda: run_selection(
+            args.metrics, selection, args.out, tasks, networks_path=networks, split_path=split
+        ),
+        args.out,
+    )
 
 
 def cmd_solve_external(args: argparse.Namespace) -> int:
@@ -67,7 +78,10 @@ def _run(action, out: str) -> int:
     except (InfeasibleBudget, ExternalFormatError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out}/groupings.parquet, {out}/budget_curve.png, {out}/summary.md")
+    print(
+        f"wrote {out}/groupings.parquet, {out}/gains.parquet, {out}/budget_curve.png, "
+        f"{out}/summary.md"
+    )
     return 0
 
 

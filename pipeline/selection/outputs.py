@@ -349,6 +349,56 @@ def _method_section(
     )
 
 
+# The answer whose intervals summary.md shows (gains.parquet has every method's).
+SHOWN_GAINS = ("optimal", "control")
+
+
+def _interval_cell(row) -> str:
+    if pd.isna(row.difference):
+        return "—"
+    if pd.isna(row.low):
+        return f"{row.difference:+.5f} (no interval: {row.how.removeprefix('none: ')})"
+    if row.low > 0:
+        verdict = "gain, distinguishable from 0"
+    elif row.high < 0:
+        verdict = "**loss**, distinguishable from 0"
+    else:
+        verdict = "not distinguishable from 0"
+    return f"{row.difference:+.5f} [{row.low:+.5f}, {row.high:+.5f}] {verdict}"
+
+
+def gains_section(cand: Candidates, gains: pd.DataFrame, budgets) -> str:
+    """Per budget, the answer's total test loss minus each reference's, with its 95 % interval
+    and whether it is distinguishable from zero; empty when there is nothing to show."""
+    mine = gains[
+        (gains["architecture"] == cand.architecture) & (gains["weighting"] == cand.weighting)
+    ]
+    parts = []
+    for method in SHOWN_GAINS:
+        rows = mine[mine["method"] == method]
+        if rows.empty:
+            continue
+        against = [m for m in BASELINES + ("control",) if m in set(rows["against"])]
+        cell = {(r.budget, r.against): _interval_cell(r) for r in rows.itertuples()}
+        table = _table(
+            ["budget"] + [f"vs {LABELS.get(m, m)}" for m in against],
+            [[f"{b:g}"] + [cell.get((b, m), "—") for m in against] for b in budgets],
+        )
+        hows = []
+        if (rows["how"] == "seeds_t").any():
+            n = int(rows.loc[rows["how"] == "seeds_t", "n_seeds"].max())
+            hows.append(f"paired over {n} seeds (Student t on the per-seed differences)")
+        if (rows["how"] == "bootstrap").any():
+            b = int(rows.loc[rows["how"] == "bootstrap", "resamples"].max())
+            hows.append(f"a paired bootstrap over the test rows ({b} resamples, one seed)")
+        parts.append(
+            f"**{LABELS.get(method, method)}: gain over each reference (its total test loss "
+            f"minus the answer's; positive: the answer's loss is lower), with a 95 % interval** "
+            f"({'; '.join(hows) or 'no interval'}).\n\n{table}\n"
+        )
+    return "\n".join(parts)
+
+
 def summary_markdown(
     results: list[tuple[Candidates, list[Scored]]],
     settings: Settings,
@@ -356,9 +406,11 @@ def summary_markdown(
     source: str,
     sections: list[str] | None = None,
     preface: str = "",
+    gains: pd.DataFrame | None = None,
 ) -> str:
     """Which tasks train together at each budget, per method, whether it beats baselines by
-    more than the seed noise, and which answers are not proven optimal."""
+    more than the seed noise (with ``gains``: each difference's 95 % interval, and whether it
+    is distinguishable from zero), and which answers are not proven optimal."""
     template = Template((TEMPLATES / "summary.md").read_text())
     return template.substitute(
         source=source,
@@ -373,7 +425,9 @@ def summary_markdown(
         cost_model=settings.cost,
         methods=preface
         + "\n".join(
-            _method_section(c, s, settings, excluded) + extra
+            _method_section(c, s, settings, excluded)
+            + extra
+            + ("" if gains is None else "\n" + gains_section(c, gains, settings.budgets))
             for (c, s), extra in zip(results, sections or [""] * len(results))
         ),
     )
