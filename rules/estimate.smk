@@ -72,7 +72,9 @@ if ESTIMATES:
             runtime=30,
         params:
             strategy=STRATEGY,
-            tasks=TASKS,
+            # A function: Snakemake formats plain string params as wildcard patterns, and a
+            # task name may hold braces ('digit in {1,7}').
+            tasks=lambda w: TASKS,
             budgets=config["selection"]["budgets"],
             selection=config["selection"],
             method=lambda w: f"{w.architecture}-{w.weighting}",
