@@ -36,7 +36,7 @@ def _distinct(names: list[str]) -> bool:
     return len(keys) == len(names)
 
 
-def _table(path: Path, tasks: list[str], rows: int = 80) -> None:
+def _table(path: Path, tasks: list[str], rows: int = 120) -> None:
     """A CSV (or Parquet, by suffix) of FEATURES and one regression target per task."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((rows, len(FEATURES)))
