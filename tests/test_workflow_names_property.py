@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import ConfigError, resolve_config
@@ -68,6 +68,7 @@ def _config(workdir: Path, tasks: list[str], path: str = "t.csv") -> dict:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 @given(names=st.lists(task_name, min_size=2, max_size=3).filter(_distinct))
+@example(names=["digit in {1,7}", "a'b\"c*/+@\\%{0}", "Ångström 漢 🧪 {}"])
 def test_any_name_validate_accepts_runs_through_the_workflow(names: list[str]) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="names-"))
     try:
