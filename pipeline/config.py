@@ -228,12 +228,12 @@ def check_training_step(config: dict, data, labels) -> None:
                 raise ConfigError(
                     f"config key model.trunk {trunk!r}: the {size}-size {architecture} network of "
                     f"the {len(tasks)} selected task(s) fails a training step (forward and "
-                    f"backward on a training batch of {batch_rows(config, labels)} rows, as every "
+                    f"backward on a training batch of {_batch_rows(config, labels)} rows, as every "
                     f"job feeds it): {type(err).__name__}: {err}"
                 ) from None
 
 
-def batch_rows(config: dict, labels) -> int:
+def _batch_rows(config: dict, labels) -> int:
     return int(min(config["training"]["batch_size"], (labels == "train").sum()))
 
 
