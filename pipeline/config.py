@@ -14,7 +14,7 @@ import yaml
 
 from .datasets import LOADERS, DatasetError, load_dataset
 from .datasets.base import abbreviate
-from .models import ANY_TRUNK_ARCHITECTURES, ARCHITECTURES, NEEDS_MLP_TRUNK, TRUNKS
+from .models import ARCHITECTURES, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
 from .options import (  # noqa: F401
@@ -117,6 +117,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
                 warn(message)
             else:
                 warnings.warn(DataWarning(message), stacklevel=2)
+        check_training_step(config, data, labels)
     return config
 
 
@@ -160,9 +161,10 @@ def sizes_note(config: dict) -> str:
 def check_model(config: dict, data, build: bool = True) -> None:
     """Refuse a model that cannot fit the data before any job runs: the trunk against the
     inputs (tables: mlp or your own; images: conv or your own) and the tasks (dense tasks need
-    spatial output), architectures other trunks do not support; with ``build``, each network
-    size of a user's trunk is built and run on two samples, so a trunk that does not import,
-    returns the wrong shape or has no parameters is named here (ConfigError)."""
+    spatial output), architectures a trunk cannot serve (their ``trunks``); with ``build``, each
+    network size of a user's trunk is built and probed on two samples, so a trunk that does not
+    import, returns the wrong shape or has no parameters is named here (ConfigError).
+    :func:`check_training_step` then trains one step of every network kind."""
     trunk = config["model"]["trunk"]
     images = data.features.ndim == 4
     tasks = config["dataset"]["tasks"]
@@ -175,12 +177,14 @@ def check_model(config: dict, data, build: bool = True) -> None:
             )
         return
     architectures = {a for a, _ in sweep_methods(config)}
-    bad = sorted(architectures - set(ANY_TRUNK_ARCHITECTURES))
+    refusals = {a: ARCHITECTURES[a].refusal(trunk) for a in sorted(architectures)}
+    bad = [a for a, why in refusals.items() if why]
     if bad:
-        why = "; ".join(f"{a}: {NEEDS_MLP_TRUNK.get(a, 'not implemented')}" for a in bad)
+        usable = [a for a, cls in ARCHITECTURES.items() if not cls.refusal(trunk)]
+        why = "; ".join(refusals[a] for a in bad)
         raise ConfigError(
-            f"config key model.architecture / sweep.methods: {bad} need the mlp trunk ({why}); "
-            f"over model.trunk {trunk!r} use {list(ANY_TRUNK_ARCHITECTURES)}"
+            f"config key model.architecture / sweep.methods: {bad} cannot be built over "
+            f"model.trunk {trunk!r} ({why}); over it use {usable}"
         )
     if trunk == "conv":
         if not images:
@@ -203,17 +207,8 @@ def check_model(config: dict, data, build: bool = True) -> None:
         widths_for_size,
     )
 
-    shape = ModelShape(
-        in_features=data.features.shape[1],
-        hidden=tuple(config["model"]["hidden"]),
-        head_hidden=tuple(config["model"]["head_hidden"]),
-        input_shape=tuple(int(d) for d in data.features.shape[1:]),
-        trunk=trunk,
-        label_size=data.label_size,
-        reference_dense=bool(data.dense_targets),
-    )
+    shape = ModelShape.of(data, config["model"])
     dims = [data.output_dim(t) for t in tasks]
-    x = torch.from_numpy(data.features[:2].astype("float32"))
     for size in config["sweep"]["sizes"]:
         fraction = SIZE_FRACTIONS[size]
         try:
@@ -246,14 +241,47 @@ def check_model(config: dict, data, build: bool = True) -> None:
                 raise ConfigError(
                     f"config key {err} (architecture {architecture}, {size}-size network)"
                 ) from None
+            del model  # built to name a trunk that cannot serve it; trained below
+
+
+def check_training_step(config: dict, data, labels) -> None:
+    """One training step, forward and backward, of each architecture and size the sweep trains,
+    over all the selected tasks, on the first training batch: through the Trainer itself, so the
+    network, its inputs (a sparse batch for 0/1 fingerprints, standardised tensors otherwise),
+    the losses and the gradients are those every job will compute. Whatever fails there fails
+    here, before any job runs (ConfigError naming the network and the trunk)."""
+    import torch
+
+    from .sweep import network_spec
+    from .training import Trainer
+
+    tasks = tuple(config["dataset"]["tasks"])
+    seed = int(config["sweep"]["seeds"][0])
+    trunk = config["model"].get("trunk", "mlp")
+    checked = set()
+    for architecture, weighting in sweep_methods(config):
+        for size in config["sweep"]["sizes"]:
+            if (architecture, size) in checked:
+                continue
+            checked.add((architecture, size))
+            spec = network_spec(config, tasks, size, seed, architecture, weighting)
             try:
-                with torch.no_grad():
-                    model.eval()(x)
+                trainer = Trainer(data, labels, spec, torch.device("cpu"))
+                model = trainer.build_model()
+                model.train()
+                batch = trainer.epoch_batches()[0]
+                trainer.task_losses(model, batch).sum().backward()
             except Exception as err:
                 raise ConfigError(
-                    f"config key model.trunk {trunk!r}: the {size}-size {architecture} network "
-                    f"fails on two samples: {type(err).__name__}: {err}"
+                    f"config key model.trunk {trunk!r}: the {size}-size {architecture} network of "
+                    f"the {len(tasks)} selected task(s) fails a training step (forward and "
+                    f"backward on a training batch of {_batch_rows(config, labels)} rows, as every "
+                    f"job feeds it): {type(err).__name__}: {err}"
                 ) from None
+
+
+def _batch_rows(config: dict, labels) -> int:
+    return int(min(config["training"]["batch_size"], (labels == "train").sum()))
 
 
 def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:

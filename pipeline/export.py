@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from .io import atomic_write
-from .sweep import Network, method_key, network_spec, spec_hash
+from .sweep import Network, method_key, network_spec, spec_differences, spec_hash
 
 # groupings.parquet's selection-method column: "selection_method" from this release on,
 # "method" before (both are read).
@@ -137,6 +137,26 @@ def write_grouping(grouping: dict, out: str | os.PathLike) -> None:
                 yaml.safe_dump(grouping, fh, sort_keys=False, allow_unicode=True)
 
 
+def _what_differs(entry: dict, seed: int, spec: dict) -> str:
+    """The spec keys that changed since the network's run file was written (its recorded
+    spec), e.g. ``model.trunk_source`` when a trunk's code was edited; ``config_hash`` for a
+    file written before specs were recorded."""
+    from .schema import recorded_spec
+
+    path = Path(entry["files"][seed])
+    try:
+        recorded = recorded_spec(path) if path.exists() else None
+    except OSError:
+        recorded = None
+    keys = spec_differences(recorded, spec) if recorded is not None else []
+    if not keys:
+        return "config_hash"
+    what = ", ".join(keys)
+    if "model.trunk_source" in keys:
+        what += f": the code of model.trunk {spec['model']['trunk']!r} changed"
+    return what
+
+
 def _recorded(results: Path, network: str, architecture: str, weighting: str, seed: int):
     """(config_hash, {task: final val loss}) of a network as collected in metrics.parquet."""
     filters = [
@@ -173,8 +193,9 @@ def _retrain(
     if spec_hash(spec) != recorded_hash:
         raise ExportError(
             f"{entry['network']} (seed {seed}): the config's training spec differs from "
-            "the one these results were trained with (config_hash); export with the "
-            "config that produced them"
+            f"the one these results were trained with ({_what_differs(entry, seed, spec)}); "
+            "export with the config (and trunk code) that produced them, or rerun snakemake "
+            "to retrain"
         )
     data = load_dataset(spec["dataset"])
     labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])

@@ -211,9 +211,34 @@ def check_file(path: str | os.PathLike, schema: pa.Schema) -> None:
         )
 
 
+# A network run file's key-value metadata: the JSON training spec it was trained with
+# (config_hash is its hash), so a changed spec can be named key by key.
+SPEC_METADATA = b"taskgroup.spec"
+
+
+def with_spec(table: pa.Table, spec: dict) -> pa.Table:
+    """``table`` carrying ``spec`` in its metadata (kept by :func:`write_table`)."""
+    import json
+
+    metadata = {**(table.schema.metadata or {}), SPEC_METADATA: json.dumps(spec, sort_keys=True)}
+    return table.replace_schema_metadata(metadata)
+
+
+def recorded_spec(path: str | os.PathLike) -> dict | None:
+    """The training spec a run file records (None: written before specs were recorded)."""
+    import json
+
+    raw = (pq.read_schema(path).metadata or {}).get(SPEC_METADATA)
+    return json.loads(raw) if raw else None
+
+
 def write_table(table: pa.Table, path: str | os.PathLike, schema: pa.Schema) -> None:
     """Cast ``table`` to ``schema`` and write it to ``path`` atomically (temp file + rename)."""
+    spec = (table.schema.metadata or {}).get(SPEC_METADATA)
     table = conform(table, schema, what=str(path))
+    if spec is not None:
+        metadata = {**(table.schema.metadata or {}), SPEC_METADATA: spec}
+        table = table.replace_schema_metadata(metadata)
     with atomic_write(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 

@@ -241,5 +241,17 @@ def network_spec(
     }
 
 
+def spec_differences(recorded: dict, current: dict, prefix: str = "") -> list[str]:
+    """The dotted keys (``model.trunk_source``) whose values differ between two specs."""
+    keys = []
+    for key in sorted(set(recorded) | set(current), key=str):
+        a, b = recorded.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += spec_differences(a, b, f"{prefix}{key}.")
+        elif a != b or (key in recorded) != (key in current):
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def spec_hash(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()

@@ -35,7 +35,7 @@ from .metrics import (
 )
 from .models import SIZE_FRACTIONS, ModelShape, build_model, reference_macs, widths_for_size
 from .models.base import Architecture
-from .schema import AFFINITY, METRICS, SPLITS, write_table
+from .schema import AFFINITY, METRICS, SPLITS, with_spec, write_table
 from .split import read_split
 from .sweep import Network, spec_hash
 from .weighting import Weighting, build_weighting
@@ -286,17 +286,7 @@ class Trainer:
         self.network = Network(tuple(self.tasks), spec["size"])
         cols = [data.task_index(t) for t in self.tasks]
         self.types = [data.task_types[c] for c in cols]
-        self.shape = ModelShape(
-            in_features=data.features.shape[1],
-            hidden=tuple(spec["model"]["hidden"]),
-            head_hidden=tuple(spec["model"]["head_hidden"]),
-            binary_input=data.binary_features,
-            input_shape=tuple(int(d) for d in data.features.shape[1:]),
-            # Absent from the specs of MLP networks (they predate it): mlp.
-            trunk=spec["model"].get("trunk", "mlp"),
-            label_size=data.label_size,
-            reference_dense=bool(data.dense_targets),
-        )
+        self.shape = ModelShape.of(data, spec["model"])
         self.widths = widths_for_size(spec["architecture"], self.shape, spec["size"])
         self.output_dims = [data.output_dim(t) for t in self.tasks]
         self.dense = [kind in DENSE_TYPES for kind in self.types]
@@ -531,7 +521,8 @@ class Trainer:
             "versions": package_versions(),
             "status": "ok" if diverged_at is None else "diverged", "diverged_epoch": diverged_at,
         }  # fmt: skip
-        return rows_to_table(epoch_rows, constant)
+        # The spec itself rides in the run file's metadata: `export` names what changed.
+        return with_spec(rows_to_table(epoch_rows, constant), self.spec)
 
     def recorded_width(self, model: nn.Module) -> int:
         """The ``width`` column: the trunk's first layer width, or for a user's trunk (no

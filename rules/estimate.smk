@@ -98,7 +98,9 @@ if ESTIMATES:
         params:
             # The whole sweep: the controls avoid the first stage's networks.
             sweep=config["sweep"],
-            tasks=TASKS,
+            # A function: Snakemake formats plain string params as wildcard patterns, and a
+            # task name may hold braces ('digit in {1,7}').
+            tasks=lambda w: TASKS,
             selection=config["selection"],
             method=lambda w: f"{w.architecture}-{w.weighting}",
         run:

@@ -30,7 +30,9 @@ rule select:
         runtime=10,
     params:
         selection=config["selection"],
-        tasks=TASKS,
+        # A function: Snakemake formats plain string params as wildcard patterns, and a
+        # task name may hold braces ('digit in {1,7}').
+        tasks=lambda w: TASKS,
         strategy={
             "name": STRATEGY.name,
             "estimates": STRATEGY.estimates,

@@ -175,9 +175,12 @@ def test_spec_carries_trunk_and_content_hashes_only_when_needed(images: Path) ->
         network_dataset(config["dataset"], ("seg",)),
     )
     assert before[0] == after[0] and before[1] != after[1]
-    # Editing the trunk's module retrains what is built on it.
+    # Adding to the trunk's file what the factory does not use retrains nothing (item 6)...
     module = images / "my_trunks.py"
-    module.write_text(module.read_text() + "\n# tuned\n")
+    module.write_text(module.read_text() + "\n\ndef unrelated(input_shape, width):\n    pass\n")
+    assert network_spec(config, ("depth",), "full", 0) == spec
+    # ... editing the factory's code retrains what is built on it.
+    module.write_text(module.read_text().replace("round(16 * width)", "round(17 * width)"))
     edited = network_spec(config, ("depth",), "full", 0)
     assert edited["model"]["trunk_source"] != spec["model"]["trunk_source"]
     assert {**edited["model"], "trunk_source": None} == {**spec["model"], "trunk_source": None}
@@ -223,7 +226,10 @@ def test_spatial_trunk_on_a_table_and_invalid_combinations_are_refused(
         resolve_config({"dataset": table, "model": {"trunk": "conv"}, "sweep": {"orders": [1]}})
     with pytest.raises(ConfigError, match="mlp needs inputs"):
         resolve_config({**_config(images), "model": {"trunk": "mlp"}})
-    with pytest.raises(ConfigError, match=r"\['adashare'\] need the mlp trunk.*identity path"):
+    with pytest.raises(
+        ConfigError,
+        match=r"\['adashare'\] cannot be built over.*needs model.trunk mlp.*identity path",
+    ):
         resolve_config({**_config(images), "sweep": {"methods": [
             {"architecture": "adashare", "weighting": "equal"}]}})  # fmt: skip
     # `taskgroup validate` is the same check, naming the trunk.

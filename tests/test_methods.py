@@ -18,6 +18,7 @@ from pipeline.datasets import load_dataset
 from pipeline.models import ModelShape, build_model, network_cost, widths_for_size
 from pipeline.models.adashare import AdaShare
 from pipeline.models.hard_sharing import HardSharing
+from pipeline.models.trunks import MLPTrunk
 from pipeline.split import make_split
 from pipeline.sweep import network_spec, sweep_methods
 from pipeline.training import Checkpointer, train_network
@@ -130,7 +131,7 @@ def test_uncertainty_weighting_learns_lower_weight_for_the_noisier_task() -> Non
         ],
         dim=1,
     )
-    model = HardSharing(8, [16], [], [1, 1], g)
+    model = HardSharing(MLPTrunk(8, [16], g), [1, 1], g)
     weighting = build_weighting("uncertainty", 2)
     optimizer = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=0.02)
     for _ in range(300):
@@ -150,7 +151,7 @@ def _grad_norm_ratio(weighting_name: str, steps: int = 150) -> tuple[float, floa
     x = torch.randn(256, 8, generator=g)
     y = torch.cat([x @ torch.randn(8, 1, generator=g), 10 * (x @ torch.randn(8, 1, generator=g))],
                   dim=1)  # fmt: skip
-    model = HardSharing(8, [16, 16], [], [1, 1], g)
+    model = HardSharing(MLPTrunk(8, [16, 16], g), [1, 1], g)
     weighting = build_weighting(weighting_name, 2, {"alpha": 0.0} if weighting_name == "gradnorm"
                                 else None)  # fmt: skip
     optimizer = torch.optim.Adam([*model.parameters(), *weighting.parameters()], lr=0.01)

@@ -1,5 +1,5 @@
 """MTAN over the conv trunk (issue #15 item 5): the paper's setting, per-task attention over an
-encoder-decoder's stages (pipeline/models/mtan.py, StagedMTAN). Tiny 16x16 images."""
+encoder-decoder's stages (pipeline/models/mtan.py, MTAN). Tiny 16x16 images."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pipeline.models import (
     network_cost,
     widths_for_size,
 )
-from pipeline.models.mtan import MTAN, StagedMTAN
+from pipeline.models.mtan import MTAN
 from pipeline.split import make_split
 from pipeline.sweep import network_spec
 from pipeline.training import Trainer
@@ -32,7 +32,7 @@ SHAPE = ModelShape(
 DIMS, DENSE = [3, 1, 2], [True, True, False]  # segmentation, depth, a vector task
 
 
-def _model(seed: int = 0, widths=SHAPE.hidden) -> StagedMTAN:
+def _model(seed: int = 0, widths=SHAPE.hidden) -> MTAN:
     return build_model("mtan", SHAPE, widths, DIMS, torch.Generator().manual_seed(seed), DENSE)
 
 
@@ -42,7 +42,7 @@ def _x(seed: int = 1) -> torch.Tensor:
 
 def test_outputs_masks_and_gradients_reach_trunk_and_every_task() -> None:
     model = _model()
-    assert isinstance(model, StagedMTAN) and ARCHITECTURES["mtan"] is MTAN  # MLP path kept
+    assert isinstance(model, MTAN) and model.spatial and ARCHITECTURES["mtan"] is MTAN
     outputs = model(_x())
     assert [tuple(o.shape) for o in outputs] == [(2, 3, 15, 13), (2, 1, 15, 13), (2, 2)]
     masks = model.masks(_x())

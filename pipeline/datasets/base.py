@@ -57,6 +57,12 @@ def drop_constant_features(
     return (features[:, list(kept)] if dropped else features), kept, dropped
 
 
+# Unicode categories no task name may contain: control characters (newline, tab, NUL, ...),
+# surrogates and line/paragraph separators. A name is one line of every log, summary, CSV
+# cell and terminal table; NUL and lone surrogates cannot even be written to most of them.
+NEVER_IN_A_TASK_NAME = ("Cc", "Cs", "Zl", "Zp")
+
+
 def _normalised(name: str) -> str:
     return unicodedata.normalize("NFC", name).strip()
 
@@ -64,11 +70,18 @@ def _normalised(name: str) -> str:
 def check_task_names(names: tuple[str, ...] | list[str], where: str) -> None:
     """Any non-empty string is a task name (file names never contain it verbatim: see
     pipeline/sweep.py). Refused: empty names, and two names that differ only in Unicode
-    normalisation or surrounding whitespace, which look identical in every table and config."""
+    normalisation or surrounding whitespace, which look identical in every table and config,
+    and names with a character of :data:`NEVER_IN_A_TASK_NAME` (a newline, a tab, NUL...)."""
     seen: dict[str, str] = {}
     for name in names:
         if not isinstance(name, str) or not name.strip():
             raise DatasetError(f"{where}: task name {name!r} is empty")
+        bad = sorted({c for c in name if unicodedata.category(c) in NEVER_IN_A_TASK_NAME})
+        if bad:
+            raise DatasetError(
+                f"{where}: task name {name!r} contains {', '.join(map(repr, bad))}: control "
+                "characters and line breaks cannot be part of a task name; rename the column"
+            )
         key = _normalised(name)
         if key not in seen:
             seen[key] = name

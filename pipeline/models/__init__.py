@@ -1,71 +1,46 @@
 """Architecture registry and the inference-cost model.
 
+An architecture takes a built trunk (LibMTL's ``AbsArchitecture(encoder_class, decoders)``;
+the contract is in :mod:`.base`): ``model.trunk`` chooses the trunk (``mlp``, ``conv`` or your
+own ``module:factory``; :mod:`.trunks`), ``model.architecture`` what is built over it. One file
+per architecture, paper cited there: ``hard_sharing`` (default), ``mtan`` (soft attention over
+the trunk's stages), ``adashare`` (learned skip policy over the MLP's residual form; its cost is
+the model's ``macs()`` once the policy is fixed). An architecture that cannot be built over a
+trunk says so in its ``trunks`` / ``trunks_reason`` (config validation quotes them).
+
 Cost is computed from the built model: its multiply-adds relative to the full-size single-task
 network of the same architecture and dataset (= 1.0). "Half size" is the trunk width whose
-single-task cost is closest to 0.5 of that. Architectures (one file each, paper cited there):
-``hard_sharing`` (default), ``mtan`` (soft attention), ``adashare`` (learned skip policy over a
-residual trunk; its cost is the model's ``macs()`` once the policy is fixed).
-
-``ARCHITECTURES`` builds them over the MLP trunk (tables, vector tasks); ``TRUNK_ARCHITECTURES``
-over any other trunk (conv, a user's) or with dense tasks. An architecture absent from the
-latter is refused over such trunks, with its ``NEEDS_MLP_TRUNK`` reason.
+single-task cost is closest to 0.5 of that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from .adashare import AdaShare
+from .base import Architecture
 from .hard_sharing import HardSharing
-from .mtan import MTAN, StagedMTAN
-from .trunks import TRUNKS
+from .mtan import MTAN
+from .trunks import TRUNKS, ModelShape, build_trunk
 from .user import TrunkError, UserTrunk, is_user_trunk
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+__all__ = [
+    "ARCHITECTURES", "SIZE_FRACTIONS", "TRUNKS", "Architecture", "ModelShape", "TrunkError",
+    "UserTrunk", "build_model", "build_trunk", "is_user_trunk", "model_macs", "network_cost",
+    "reference_macs", "scaled_widths", "widths_for_size",
+]  # fmt: skip
+
+# model.architecture -> class: the one registry (each class says which trunks it takes).
+ARCHITECTURES: dict[str, type[Architecture]] = {
     "hard_sharing": HardSharing,
     "mtan": MTAN,
     "adashare": AdaShare,
 }
 
 SIZE_FRACTIONS = {"full": 1.0, "half": 0.5}
-
-
-# Over a trunk other than mlp (model.trunk conv or "module:factory") or with dense tasks:
-# architecture -> class, built with the trunk module (build_model). MTAN attends the trunk's
-# stages (a user's trunk needs forward_stages; pipeline/models/mtan.py).
-TRUNK_ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "hard_sharing": HardSharing,
-    "mtan": StagedMTAN,
-}
-ANY_TRUNK_ARCHITECTURES = tuple(TRUNK_ARCHITECTURES)
-# Why the others need the mlp trunk (the validation error says it).
-NEEDS_MLP_TRUNK = {
-    "adashare": (
-        "its per-task skips need residual blocks whose input and output have one shape, but the "
-        "conv trunk's stages change resolution and channels (a skipped stage has no identity "
-        "path)"
-    ),
-}
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    in_features: int
-    hidden: tuple[int, ...]
-    head_hidden: tuple[int, ...]
-    binary_input: bool = False
-    # One sample's input shape: (features,) or (channels, H, W); () means (in_features,).
-    input_shape: tuple[int, ...] = ()
-    # model.trunk: mlp (the built-in MLP), conv (the built-in conv trunk) or "module:factory".
-    trunk: str = "mlp"
-    # H x W of the dense tasks' labels (dense heads resize to it); None without dense tasks.
-    label_size: tuple[int, int] | None = None
-    # The cost reference's one task is dense (a dataset with dense tasks) or a vector task.
-    reference_dense: bool = False
 
 
 def build_model(
@@ -78,52 +53,22 @@ def build_model(
     width: float = 1.0,
 ) -> nn.Module:
     """The network: ``dense`` says which tasks are dense (per-pixel heads); ``width`` is the
-    size's fraction, passed to a user's trunk factory (built-in trunks take ``widths``)."""
-    if architecture not in ARCHITECTURES:
+    size's fraction, passed to a user's trunk factory (built-in trunks take ``widths``).
+    Trunk first, then the architecture's modules (pipeline/models/base.py)."""
+    cls = ARCHITECTURES.get(architecture)
+    if cls is None:
         raise ValueError(
             f"model.architecture: unknown {architecture!r}; known: {sorted(ARCHITECTURES)}"
         )
+    refusal = cls.refusal(shape.trunk)
+    if refusal:
+        raise ValueError(refusal)
     dense = [bool(d) for d in (dense or [False] * len(output_dims))]
-    if shape.trunk != "mlp" or any(dense):
-        if architecture not in TRUNK_ARCHITECTURES:
-            raise ValueError(
-                f"model.architecture {architecture!r} needs the mlp trunk and vector tasks "
-                f"({NEEDS_MLP_TRUNK.get(architecture, 'not implemented over other trunks')}); "
-                f"over model.trunk {shape.trunk!r} use {list(TRUNK_ARCHITECTURES)}"
-            )
-        input_shape = shape.input_shape or (shape.in_features,)
-        trunk = build_trunk(shape, widths, generator, width)
-        return TRUNK_ARCHITECTURES[architecture](
-            shape.in_features, list(widths), list(shape.head_hidden), list(output_dims),
-            generator, trunk_module=trunk, dense=dense, label_size=shape.label_size,
-            input_shape=input_shape,
-        )  # fmt: skip
-    return ARCHITECTURES[architecture](
-        shape.in_features,
-        list(widths),
-        list(shape.head_hidden),
-        list(output_dims),
-        generator,
-        binary_input=shape.binary_input,
-    )
-
-
-def build_trunk(
-    shape: ModelShape, widths: Sequence[int], generator: torch.Generator, width: float = 1.0
-) -> nn.Module:
-    """The shared trunk ``shape.trunk`` names: a built-in one at ``widths``, or a user's
-    factory's module at ``width`` (TrunkError naming it if it does not fit the contract)."""
-    input_shape = shape.input_shape or (shape.in_features,)
-    if is_user_trunk(shape.trunk):
-        return UserTrunk(shape.trunk, input_shape, width, generator)
-    if shape.trunk == "mlp":
-        return TRUNKS["mlp"](shape.in_features, widths, generator, binary_input=shape.binary_input)
-    if len(input_shape) != 3:
-        raise TrunkError(
-            f"model.trunk {shape.trunk!r} needs image inputs (batch, channels, H, W), not "
-            f"(batch, {', '.join(map(str, input_shape))})"
-        )
-    return TRUNKS[shape.trunk](shape.in_features, widths, generator, input_size=input_shape[1:])
+    trunk = cls.make_trunk(shape, widths, generator, width)
+    return cls(
+        trunk, list(output_dims), generator, head_hidden=list(shape.head_hidden), dense=dense,
+        label_size=shape.label_size,
+    )  # fmt: skip
 
 
 def model_macs(

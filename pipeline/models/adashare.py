@@ -47,6 +47,7 @@ from ..options import method_defaults
 from .base import Architecture, Pretrained
 from .heads import MLPHead
 from .residual import ResidualTrunk
+from .trunks import ModelShape
 
 if TYPE_CHECKING:
     from ..training import Trainer
@@ -57,18 +58,34 @@ DEFAULTS = method_defaults("adashare")
 
 class AdaShare(Architecture):
     name = "adashare"
+    # Its trunk is the MLP's residual form (make_trunk): only model.trunk mlp has one.
+    trunks = ("mlp",)
+    trunks_reason = (
+        "its per-task skips need residual blocks whose input and output have one shape, but the "
+        "conv trunk's stages change resolution and channels (a skipped stage has no identity "
+        "path), and a trunk of your own has no blocks it can skip"
+    )
+
+    @classmethod
+    def make_trunk(
+        cls, shape: ModelShape, widths: Sequence[int], generator: torch.Generator, width: float
+    ) -> nn.Module:
+        """The residual form of the MLP trunk (stem + skippable blocks)."""
+        return ResidualTrunk(shape.in_features, widths, generator, binary_input=shape.binary_input)
 
     def __init__(
         self,
-        in_features: int,
-        widths: Sequence[int],
-        head_hidden: Sequence[int],
+        trunk: nn.Module,
         output_dims: Sequence[int],
         generator: torch.Generator,
-        binary_input: bool = False,
+        head_hidden: Sequence[int] = (),
+        dense: Sequence[bool] | None = None,
+        label_size: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
-        self.trunk = ResidualTrunk(in_features, widths, generator, binary_input=binary_input)
+        super().__init__(trunk, output_dims, generator, head_hidden, dense, label_size)
+        if not isinstance(trunk, ResidualTrunk):
+            raise TypeError("AdaShare is built over a ResidualTrunk (AdaShare.make_trunk)")
+        self.trunk = trunk
         self.heads = nn.ModuleList(
             MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
         )

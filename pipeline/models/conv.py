@@ -91,6 +91,7 @@ class ConvTrunk(nn.Module):
             raise ValueError(f"model.hidden: the conv trunk needs positive widths, got {widths}")
         self.in_channels = int(in_channels)
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_shape = (self.in_channels, *self.input_size)
         self.widths = tuple(widths)
         self.encoder = nn.ModuleList(
             EncoderBlock(

@@ -1,10 +1,10 @@
 """Hard parameter sharing (Caruana 1997): one trunk shared by all tasks, one head per task.
 
 The architecture of Standley et al. (ICML 2020) and the default of every taskgroup network.
-Over a built-in MLP trunk by default; over any other trunk (``trunk_module``: the conv trunk, a
-user's) with a head per task that suits the trunk's output and the task: an MLP head on vector
-features, a pooled MLP head for a vector task on spatial features, a conv decoder head for a
-dense task. Such networks' cost is counted by torch's FLOP counter on one sample.
+Over any trunk (the MLP, the conv trunk, a user's), with a head per task that suits the trunk's
+output and the task: an MLP head on vector features, a pooled MLP head for a vector task on
+spatial features, a conv decoder head for a dense task. Over a trunk other than the MLP, the
+cost is counted by torch's FLOP counter on one sample.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .base import Architecture
+from .base import Architecture, formula_cost
 from .heads import MLPHead, task_head
 from .layers import flop_macs
-from .trunks import TRUNKS
 
 STACKED_HEADS_FROM = 16
 
@@ -27,32 +26,21 @@ class HardSharing(Architecture):
 
     def __init__(
         self,
-        in_features: int,
-        widths: Sequence[int],
-        head_hidden: Sequence[int],
+        trunk: nn.Module,
         output_dims: Sequence[int],
         generator: torch.Generator,
-        binary_input: bool = False,
-        trunk: str = "mlp",
-        trunk_module: nn.Module | None = None,
+        head_hidden: Sequence[int] = (),
         dense: Sequence[bool] | None = None,
         label_size: tuple[int, int] | None = None,
-        input_shape: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
-        if trunk_module is None:
-            self.trunk = TRUNKS[trunk](in_features, widths, generator, binary_input=binary_input)
-            self.heads = nn.ModuleList(
-                MLPHead(self.trunk.out_features, head_hidden, d, generator) for d in output_dims
-            )
-            self.input_shape = None  # cost by formula (the layers' macs)
-        else:
-            self.trunk = trunk_module
-            self.heads = nn.ModuleList(
-                _head(self.trunk, head_hidden, d, is_dense, generator, label_size)
-                for d, is_dense in zip(output_dims, dense or [False] * len(output_dims))
-            )
-            self.input_shape = tuple(input_shape)
+        super().__init__(trunk, output_dims, generator, head_hidden, dense, label_size)
+        self.trunk = trunk
+        self.heads = nn.ModuleList(
+            _head(self.trunk, head_hidden, d, is_dense, generator, label_size)
+            for d, is_dense in zip(output_dims, dense or [False] * len(output_dims))
+        )
+        # Cost by formula (the layers' macs) over the MLP, else counted on one sample.
+        self.input_shape = None if formula_cost(trunk) else tuple(trunk.input_shape)
         # One matmul for all single-layer heads instead of one per task: with hundreds of
         # tasks, per-head matmuls (and their backward) dominate a step's time (4x at 617).
         # Below STACKED_HEADS_FROM heads the per-head matmuls stay: their rounding is what a

@@ -74,6 +74,13 @@ class SparseBatch:
     def n_rows(self) -> int:
         return int(self.offsets.numel())
 
+    def to_dense(self, n_features: int) -> torch.Tensor:
+        """The batch as a dense float (rows, n_features) 0/1 tensor (for a trunk of your own
+        that does not take a SparseBatch)."""
+        out = torch.zeros(self.n_rows, n_features, device=self.indices.device)
+        out[self.row_of_entry(), self.indices] = 1.0
+        return out
+
     def row_of_entry(self) -> torch.Tensor:
         """The batch row of each entry of ``indices``."""
         ends = torch.cat([self.offsets[1:], self.offsets.new_tensor([self.indices.numel()])])

@@ -20,9 +20,10 @@ shared ``f_j`` (computed on that task's own features), and the heads; the elemen
 products are not counted (like ReLUs). The cost model's reference is the full-size single-task
 MTAN, so "half" is the width at which a one-task MTAN costs half of a full one.
 
-Over a staged spatial trunk (:class:`StagedMTAN`: the conv trunk, or a user's trunk whose module
-has ``forward_stages``) the network is the paper's own setting, an encoder-decoder whose every
-stage output ``h_j`` (B, c_j, H_j, W_j) is attended per task:
+One class serves every trunk with stages (``forward_stages``: the MLP's layers, the conv
+trunk's blocks, a user's module that defines it). Over a spatial trunk the network is the
+paper's own setting, an encoder-decoder whose every stage output ``h_j`` (B, c_j, H_j, W_j)
+is attended per task:
 
 * ``g_t^j`` is the paper's attention layer, 1x1 conv (in -> c_j) -> ReLU -> 1x1 conv
   (c_j -> c_j) -> sigmoid, with the authors' intermediate width c_j (their ``att_layer``); the
@@ -38,7 +39,7 @@ stage output ``h_j`` (B, c_j, H_j, W_j) is attended per task:
 
 Its cost is counted by ``torch.utils.flop_counter`` on one sample (convolutions and matmuls;
 element-wise products, pooling and resizing are not counted), relative to the full-size
-single-task ``StagedMTAN`` (one dense task when the dataset has dense tasks).
+single-task MTAN (one dense task when the dataset has dense tasks).
 """
 
 from __future__ import annotations
@@ -50,11 +51,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Architecture
+from .base import Architecture, formula_cost
 from .conv import Conv
-from .heads import MLPHead, task_head
+from .heads import task_head
 from .layers import Conv2d, Dense, flop_macs
-from .trunks import MLPTrunk
 from .user import TrunkError
 
 
@@ -72,59 +72,6 @@ class AttentionMask(nn.Module):
         return self.down.macs() + self.up.macs()
 
 
-class MTAN(Architecture):
-    name = "mtan"
-
-    def __init__(
-        self,
-        in_features: int,
-        widths: Sequence[int],
-        head_hidden: Sequence[int],
-        output_dims: Sequence[int],
-        generator: torch.Generator,
-        binary_input: bool = False,
-    ) -> None:
-        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
-        widths = [int(w) for w in widths]
-        self.trunk = MLPTrunk(in_features, widths, generator, binary_input=binary_input)
-        self.bridges = nn.ModuleList(Dense(a, b, generator) for a, b in pairwise(widths))
-        self.attention = nn.ModuleList(
-            nn.ModuleList(
-                AttentionMask(w if j == 0 else 2 * w, w, generator) for j, w in enumerate(widths)
-            )
-            for _ in output_dims
-        )
-        self.heads = nn.ModuleList(
-            MLPHead(widths[-1], head_hidden, d, generator) for d in output_dims
-        )
-
-    def forward(self, x) -> list[torch.Tensor]:
-        features = []
-        h = x
-        for layer in self.trunk.stages():
-            h = torch.relu(layer(h))
-            features.append(h)
-        outputs = []
-        for masks, head in zip(self.attention, self.heads):
-            attended = masks[0](features[0]) * features[0]
-            for j in range(1, len(features)):
-                joined = torch.cat([features[j], self.bridges[j - 1](attended)], dim=1)
-                attended = masks[j](joined) * features[j]
-            outputs.append(head(attended))
-        return outputs
-
-    def shared_parameters(self) -> list[nn.Parameter]:
-        return list(self.trunk.parameters())
-
-    def macs(self) -> int:
-        per_task = sum(b.macs() for b in self.bridges)
-        return (
-            self.trunk.macs()
-            + sum(sum(m.macs() for m in masks) + per_task for masks in self.attention)
-            + sum(head.macs() for head in self.heads)
-        )
-
-
 class ConvAttentionMask(nn.Module):
     """The paper's attention layer without BatchNorm: conv1x1 -> ReLU -> conv1x1 -> sigmoid."""
 
@@ -137,48 +84,51 @@ class ConvAttentionMask(nn.Module):
         return torch.sigmoid(self.up(torch.relu(self.down(h))))
 
 
-class StagedMTAN(Architecture):
-    """MTAN over a spatial trunk's stages (module docstring). Built by ``build_model`` with the
-    trunk already made (``trunk_module``); its stages' shapes are read from one forward of
-    ``trunk_module.forward_stages`` on zeros of ``input_shape``."""
+class MTAN(Architecture):
+    """MTAN over any trunk's stages (``forward_stages``; module docstring): dense masks and
+    bridges over vector stages (the MLP's layers), convolutional ones over spatial stages (the
+    conv trunk, a user's). The stages' shapes come from the trunk (``stage_shapes``) or one
+    ``forward_stages`` on zeros of its ``input_shape``."""
 
     name = "mtan"
 
     def __init__(
         self,
-        in_features: int,
-        widths: Sequence[int],
-        head_hidden: Sequence[int],
+        trunk: nn.Module,
         output_dims: Sequence[int],
         generator: torch.Generator,
-        binary_input: bool = False,
-        trunk_module: nn.Module | None = None,
+        head_hidden: Sequence[int] = (),
         dense: Sequence[bool] | None = None,
         label_size: tuple[int, int] | None = None,
-        input_shape: tuple[int, ...] | None = None,
     ) -> None:
-        super().__init__(in_features, widths, head_hidden, output_dims, generator, binary_input)
-        if trunk_module is None or input_shape is None:
-            raise ValueError("StagedMTAN needs the trunk module and the input shape")
-        self.trunk = trunk_module
-        self.input_shape = tuple(int(d) for d in input_shape)
-        channels = [shape[0] for shape in stage_shapes(trunk_module, self.input_shape)]
-        self.bridges = nn.ModuleList(Conv(a, b, generator) for a, b in pairwise(channels))
+        super().__init__(trunk, output_dims, generator, head_hidden, dense, label_size)
+        self.trunk = trunk
+        shapes = stage_shapes(trunk)
+        self.spatial = len(shapes[0]) == 3
+        self.input_shape = None if formula_cost(trunk) else tuple(trunk.input_shape)
+        channels = [shape[0] for shape in shapes]
+        if self.spatial:
+            self.bridges = nn.ModuleList(Conv(a, b, generator) for a, b in pairwise(channels))
+            mask = ConvAttentionMask
+        else:
+            self.bridges = nn.ModuleList(Dense(a, b, generator) for a, b in pairwise(channels))
+            mask = AttentionMask
         self.attention = nn.ModuleList(
             nn.ModuleList(
-                ConvAttentionMask(c if j == 0 else 2 * c, c, generator)
-                for j, c in enumerate(channels)
+                mask(c if j == 0 else 2 * c, c, generator) for j, c in enumerate(channels)
             )
             for _ in output_dims
         )
         dense = dense or [False] * len(output_dims)
         self.heads = nn.ModuleList(
-            task_head(channels[-1], True, head_hidden, d, is_dense, generator, label_size)
+            task_head(channels[-1], self.spatial, head_hidden, d, is_dense, generator, label_size)
             for d, is_dense in zip(output_dims, dense)
         )
 
     def _bridge(self, j: int, attended: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``f_j(a^{j-1})`` at stage j's resolution: convolve at the finer of the two."""
+        """``f_j(a^{j-1})`` at stage j's shape; spatial: convolve at the finer resolution."""
+        if not self.spatial:
+            return self.bridges[j - 1](attended)
         size = tuple(target.shape[-2:])
         here = tuple(attended.shape[-2:])
         if size == here:
@@ -218,12 +168,23 @@ class StagedMTAN(Architecture):
         return list(self.trunk.parameters())
 
     def macs(self) -> int:
-        return flop_macs(self, self.input_shape)
+        if self.input_shape is not None:
+            return flop_macs(self, self.input_shape)
+        # Each task applies the shared bridges to its own features: counted once per task.
+        per_task = sum(b.macs() for b in self.bridges)
+        return (
+            self.trunk.macs()
+            + sum(sum(m.macs() for m in masks) + per_task for masks in self.attention)
+            + sum(head.macs() for head in self.heads)
+        )
 
 
-def stage_shapes(trunk: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Per-sample shapes (C, H, W) of ``trunk.forward_stages`` on zeros of ``input_shape``;
-    TrunkError naming the trunk if it has no stages or they are not spatial."""
+def stage_shapes(trunk: nn.Module) -> list[tuple[int, ...]]:
+    """Per-sample shapes of ``trunk.forward_stages``: the trunk's own ``stage_shapes()``, else
+    one forward on zeros of ``trunk.input_shape``; TrunkError naming the trunk if it has no
+    stages or they are neither all (C, H, W) nor all (features,)."""
+    if callable(getattr(trunk, "stage_shapes", None)):
+        return trunk.stage_shapes()
     name = repr(getattr(trunk, "name", "conv"))
     if not getattr(trunk, "staged", True) or not callable(getattr(trunk, "forward_stages", None)):
         raise TrunkError(
@@ -237,7 +198,7 @@ def stage_shapes(trunk: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[i
     trunk.eval()
     try:
         with torch.no_grad():
-            stages = trunk.forward_stages(torch.zeros(1, *input_shape, device=device))
+            stages = trunk.forward_stages(torch.zeros(1, *trunk.input_shape, device=device))
     except Exception as err:
         raise TrunkError(
             f"model.trunk {name}: forward_stages on one sample failed: {type(err).__name__}: {err}"
@@ -245,9 +206,10 @@ def stage_shapes(trunk: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[i
     finally:
         trunk.train(was_training)
     shapes = [tuple(s.shape[1:]) for s in stages if isinstance(s, torch.Tensor)]
-    if not shapes or len(shapes) != len(stages) or any(len(s) != 3 for s in shapes):
+    ranks = {len(s) for s in shapes}
+    if not shapes or len(shapes) != len(stages) or len(ranks) != 1 or ranks - {1, 3}:
         raise TrunkError(
             f"model.trunk {name}: architecture mtan needs forward_stages to return a non-empty "
-            "list of tensors (batch, C, H, W)"
+            "list of tensors, all (batch, C, H, W) or all (batch, features)"
         )
     return [tuple(int(d) for d in s) for s in shapes]

@@ -56,7 +56,9 @@ class ResidualTrunk(nn.Module):
         first = BinaryInput if binary_input else Dense
         self.stem = first(in_features, widths[0], generator)
         self.blocks = nn.ModuleList(ResidualBlock(a, b, generator) for a, b in pairwise(widths))
+        self.input_shape = (int(in_features),)
         self.out_features = int(widths[-1])
+        self.spatial = False
 
     def forward(self, x) -> torch.Tensor:
         h = torch.relu(self.stem(x))
