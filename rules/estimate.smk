@@ -34,7 +34,7 @@ if STRATEGY == "tag":
             ),
             tag=tag_settings(),
             checkpoint=f"{RESULTS}/checkpoints/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.pt",
-            inprocess_entry="pipeline.training:run_snakemake_job",
+            inprocess_entry="pipeline.jobs:train_job",
         run:
             train_job(input, output, params, log, threads)
 

@@ -17,10 +17,11 @@ import torch
 from pipeline import packing
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
+from pipeline.jobs import run_snakemake_job
 from pipeline.packing import PackedTrainer, TrainJob, pack_key, pack_size
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
-from pipeline.training import Checkpointer, Trainer, run_snakemake_job
+from pipeline.training import Checkpointer, Trainer
 
 CPU = torch.device("cpu")
 DROP = ["wall_time_s", "versions", "device"]
@@ -92,8 +93,8 @@ def test_nan_in_one_member_marks_only_it_diverged() -> None:
         train_rows = trainer.inputs.rows["train"]
         bad = train_rows[len(train_rows) // 2]  # one bad label (NaN would be "missing")
         trainer.inputs.y[bad, 0] = float("inf")
-        if trainer._fused is not None:  # the fused binary loss's own copy of the targets
-            trainer._fused[0][bad, 0] = float("inf")
+        if trainer.fused_targets is not None:  # the fused binary loss's own copy of them
+            trainer.fused_targets.safe_y[bad, 0] = float("inf")
         return trainer
 
     alone = [poisoned(specs[0]).fit()] + [Trainer(data, labels, s, CPU).fit() for s in specs[1:]]

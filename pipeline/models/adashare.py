@@ -57,6 +57,7 @@ DEFAULTS = method_defaults("adashare")
 
 class AdaShare(Architecture):
     name = "adashare"
+    why_not_packed = "AdaShare's policy search (its pre-training phase) runs per network"
 
     def __init__(
         self,

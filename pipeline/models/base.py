@@ -29,6 +29,10 @@ class Pretrained:
 
 class Architecture(nn.Module):
     name = "base"
+    # Can same-shape networks of this architecture train as one pack (pipeline.packing)? If
+    # not, why (each such network's log says it).
+    packable = False
+    why_not_packed = "this architecture has no packed (stacked-parameter) form"
 
     def __init__(
         self,

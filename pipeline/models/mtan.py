@@ -74,6 +74,7 @@ class AttentionMask(nn.Module):
 
 class MTAN(Architecture):
     name = "mtan"
+    why_not_packed = "MTAN's per-task attention modules have no stacked form in pipeline.packing"
 
     def __init__(
         self,
