@@ -675,18 +675,34 @@ def train_network(
 @torch.no_grad()
 def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
     model.eval()
+    outputs = None
+    if not diverged:  # a diverged network's scores are NaN: no forward to pay for
+        outputs = {split: [model(batch) for batch in _eval_batches(inputs, split)]
+                   for split in SPLITS}  # fmt: skip
+    return score_outputs(outputs, inputs, types)
+
+
+def _eval_batches(inputs: _Inputs, split: str) -> list:
+    cached = inputs.eval_inputs
+    return cached[split] if cached is not None else _chunked(inputs.x, inputs.rows[split])
+
+
+def score_outputs(
+    outputs: dict[str, list[list[torch.Tensor]]] | None, inputs: _Inputs, types: list[str]
+) -> dict:
+    """(split, task index) -> (loss, metric) from each split's per-chunk model outputs (chunks
+    of EVAL_CHUNK rows, in row order); ``None``: a diverged network, every value NaN. A
+    training alone and a pack (whose members' outputs come from one packed forward) share it."""
     result = {}
     for split in SPLITS:
-        rows = inputs.rows[split]
-        cached = inputs.eval_inputs
-        batches = cached[split] if cached is not None else _chunked(inputs.x, rows)
-        chunks = [model(batch) for batch in batches]
-        target = inputs.y[rows]
+        if outputs is None:
+            for j in range(len(types)):
+                result[(split, j)] = (float("nan"), float("nan"))
+            continue
+        chunks = outputs[split]
+        target = inputs.y[inputs.rows[split]]
         for j, kind in enumerate(types):
             out = torch.cat([c[j] for c in chunks])
-            if diverged:
-                result[(split, j)] = (float("nan"), float("nan"))
-                continue
             result[(split, j)] = _vector_score(out, target[:, j], kind, inputs.scale[j])
     return result
 
