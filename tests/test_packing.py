@@ -269,3 +269,18 @@ def test_own_table_packs_by_shape_and_recipe_not_data_identity(tmp_path: Path) -
     packed = PackedTrainer([trainer(s) for s in specs]).fit()
     for a, b in zip(alone, packed):
         assert _rows(a).equals(_rows(b))
+
+
+def test_training_never_imports_the_layers_that_call_it() -> None:
+    """training.py is the lowest of training -> packing / TAG recorder -> jobs: no import of
+    theirs in it, not even a lazy one inside a function (the circle the issue names)."""
+    import ast
+
+    from pipeline import training
+
+    tree = ast.parse(Path(training.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert not {m for m in imported if m.lstrip(".").split(".")[0] in
+                ("packing", "jobs", "affinity")}  # fmt: skip
+    assert "models" in {m.lstrip(".") for m in imported}
