@@ -629,7 +629,9 @@ class Trainer:
         run.epoch_rows += self.learned_rows(learned, epoch, elapsed, run.n_labelled)
         self.log(_log_line(epoch, self.epochs, self.tasks, evaluation, elapsed, run.diverged_at))
         run.done = run.diverged_at is not None or epoch == self.epochs
-        if not run.done and self.checkpoint.due(final=False):
+        # Asked after the last epoch too: a Checkpointer never saves then (the output file
+        # follows), export's in-memory stand-in keeps the final weights.
+        if run.diverged_at is None and self.checkpoint.due(final=epoch == self.epochs):
             self.checkpoint.save(
                 self.checkpoint_state(
                     epoch, elapsed, model, run.optimizer, weighting, run.epoch_rows
