@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def _named(namedlist) -> dict:
+    # Snakemake's named lists and the Dask executor's plain dicts alike.
     return dict(namedlist.items())
 
 
@@ -13,12 +16,81 @@ def split_job(input, output, params, log, threads) -> None:
     write_split_for(params.dataset, params.split, output.split, log[0])
 
 
-def train_job(input, output, params, log, threads, pending=None, pack="off") -> None:
-    from .training import run_snakemake_job
-
+def train_job(input, output, params, log, threads=1, pending=None, pack="off") -> None:
+    """The ``train`` and ``estimate_affinity`` rules' body, wherever the job runs: a Snakemake
+    thread or job process (Snakemake's named lists) or a Dask worker in process (its
+    ``inprocess_entry``, plain dicts)."""
     run_snakemake_job(
         _named(input), _named(output), _named(params), list(log), threads, pending, pack
     )
+
+
+def run_snakemake_job(
+    input: dict,
+    output: dict,
+    params: dict,
+    log: list,
+    threads: int = 1,
+    pending: Callable[[], list] | None = None,
+    pack: str | int | bool = "off",
+) -> None:
+    """Train one network and write its files (``estimate_affinity``'s params add ``tag``: the
+    network's training is the same, with TAG's affinity recorded to ``output["affinity"]``).
+    With ``pending`` (the trainings this process's Snakemake still has to run) and ``pack``
+    (``training.pack``), the network is trained in a pack with same-shape ones
+    (``pipeline.packing``); a network that cannot be packed says why in its log."""
+    import torch
+
+    from .datasets import load_dataset
+    from .schema import AFFINITY, METRICS, write_table
+    from .split import read_split
+    from .sweep import Network, spec_hash
+    from .training import Checkpointer, Trainer, resolve_device
+
+    torch.set_num_threads(max(1, int(threads)))
+    spec = params["spec"]
+    tag = params.get("tag")
+    not_packed = None
+    if pending is not None and tag is None:
+        from .packing import pack_size, run_packed_job, unpackable_reason
+
+        if pack_size(pack) > 1:
+            not_packed = unpackable_reason(spec)
+            if not_packed is None:
+                run_packed_job(input, output, params, log, pending, pack_size(pack))
+                return
+    device = resolve_device()
+    data = load_dataset(spec["dataset"])
+    labels = read_split(input["split"], data.n_rows)
+    with open(log[0], "w") as log_file:
+
+        def write(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        write(f"network {Network(tuple(spec['tasks']), spec['size']).name} on {device}")
+        if not_packed is not None:
+            write(f"not packed: {not_packed}")
+        checkpoint = Checkpointer(params.get("checkpoint"))
+        trainer = Trainer(data, labels, spec, device, write, checkpoint)
+        if tag is not None:
+            from .affinity.lookahead import AffinityRecorder
+
+            trainer.observer = AffinityRecorder(trainer, tag["every"], tag["lookahead_lr"])
+            # A plain training's checkpoint must not resume as an estimation (no affinity yet).
+            trainer.state_key = spec_hash({**spec, "tag": tag})
+        table = trainer.fit()
+        if tag is not None:
+            write(f"lookahead: {trainer.observer.seconds:.2f}s of the training's time")
+    if tag is not None:
+        # The network's own rows keep its plain spec's hash: they equal a plain training's.
+        write_table(trainer.observer.table(trainer.state_key), output["affinity"], AFFINITY)
+    if "samples" in output:
+        from .sample_losses import final_sample_losses, write_sample_losses
+
+        write_sample_losses(final_sample_losses(trainer), output["samples"])
+    write_table(table, output["metrics"], METRICS)
+    checkpoint.remove()
 
 
 def collect_job(input, output, params, log, threads) -> None:

@@ -12,8 +12,15 @@ alone), has its own masked per-task losses, weighting, optimiser state, divergen
 checkpoint (in the format of a training alone, so either can resume the other) and METRICS table.
 Only ``wall_time_s`` differs: a member records its share of the pack's time (pack time / members).
 
-Packed: ``hard_sharing`` with ``equal``, ``uncertainty`` or ``dwa`` weighting. GradNorm (per-task
-gradient norms of each member's shared layer), MTAN and AdaShare train one network at a time.
+What packs is said by the method classes themselves (``packable`` and ``why_not_packed`` of the
+architecture and weighting): ``hard_sharing`` with ``equal``, ``uncertainty`` or ``dwa``
+weighting, over the MLP trunk. GradNorm, MTAN, AdaShare and conv or users' trunks train one
+network at a time, and each such network's log says why.
+
+A pack's members share one shape and training recipe (:func:`pack_key`), not their data's
+identity: the networks of one table of your own pack like the built-in data's, while each
+member's spec keeps its columns' content hashes (its reruns). The epoch's end is the
+:class:`~pipeline.training.Trainer`'s own ``close_epoch``, member by member.
 """
 
 from __future__ import annotations
@@ -30,10 +37,8 @@ from torch import nn
 
 from .metrics import masked_binary_losses
 from .models.layers import BinaryInput, SparseBatch, SparseMatrix
-from .training import EpochResult, Trainer, _log_line
+from .training import EpochResult, Trainer, TrainingRun
 
-PACKED_ARCHITECTURES = frozenset({"hard_sharing"})
-PACKED_WEIGHTINGS = frozenset({"equal", "uncertainty", "dwa"})
 # Automatic pack size: past ~32 members the per-op overhead is already amortised (a 1024x128
 # trunk of 32 networks is ~4 M weights per step) and bigger packs only delay the first results.
 AUTO_PACK = 32
@@ -41,26 +46,61 @@ AUTO_PACK = 32
 SIMD_CELLS = 64
 
 
-def packable(spec: dict) -> bool:
-    """Can this network be trained in a pack (else: one network at a time)? Not a network
-    whose heads run as one stacked matmul (many tasks): a pack rounds like per-head matmuls,
-    nor one over any trunk but the MLP (the pack stacks MLP layers only)."""
+def unpackable_reason(spec: dict) -> str | None:
+    """Why this network cannot be trained in a pack (one network at a time), or None."""
+    from .models import ARCHITECTURES
     from .models.hard_sharing import STACKED_HEADS_FROM
+    from .weighting import WEIGHTINGS
 
-    return (
-        # Conv and user trunks (and so every dense task, which needs one): one at a time.
-        spec["model"].get("trunk", "mlp") == "mlp"
-        and spec["architecture"] in PACKED_ARCHITECTURES
-        and spec["weighting"] in PACKED_WEIGHTINGS
-        and len(spec["tasks"]) < STACKED_HEADS_FROM
-    )
+    trunk = spec["model"].get("trunk", "mlp")
+    if trunk != "mlp":
+        # Every dense task needs such a trunk too.
+        return (
+            f"model.trunk {trunk!r}: a pack stacks the MLP trunk's layers only (conv and "
+            "users' trunks would need torch.func.stack_module_state + vmap or grouped "
+            "convolutions, not built yet)"
+        )
+    architecture = ARCHITECTURES.get(spec["architecture"])
+    if architecture is not None and not getattr(architecture, "packable", False):
+        return f"architecture {spec['architecture']}: {architecture.why_not_packed}"
+    weighting = WEIGHTINGS.get(spec["weighting"])
+    if weighting is not None and not weighting.packable:
+        return f"weighting {spec['weighting']}: {weighting.why_not_packed}"
+    if len(spec["tasks"]) >= STACKED_HEADS_FROM:
+        return (
+            f"{len(spec['tasks'])} tasks: its heads run as one stacked matmul, which a pack "
+            "would round like per-head matmuls"
+        )
+    return None
+
+
+def packable(spec: dict) -> bool:
+    """Can this network be trained in a pack (else: one network at a time)?"""
+    return unpackable_reason(spec) is None
+
+
+# Keys of a file dataset's spec that name what a network reads, not the shape it trains:
+# the own target columns (``targets``) and their content hashes (``content.targets``).
+_DATA_IDENTITY = ("targets",)
 
 
 def pack_key(spec: dict) -> str:
     """Networks with equal keys have one shape and one training recipe and can share a pack:
-    everything in the spec but the task names and the seed (each member has its own
-    generator), plus the number of tasks."""
+    everything in the spec but the task names, the seed (each member has its own generator)
+    and which target columns of a file dataset it reads (their content hashes stay in each
+    member's spec, for reruns), plus the number of tasks and, for a file dataset, each task
+    position's type. The features (their content hash) stay in the key: a pack reads one
+    feature matrix."""
     rest = {k: v for k, v in spec.items() if k not in ("tasks", "seed")}
+    dataset = dict(spec["dataset"])
+    targets = dataset.get("targets")
+    if isinstance(targets, dict):
+        dataset = {k: v for k, v in dataset.items() if k not in _DATA_IDENTITY}
+        dataset["target_types"] = [json.dumps(targets.get(t)) for t in spec["tasks"]]
+        content = dataset.get("content")
+        if isinstance(content, dict):
+            dataset["content"] = {k: v for k, v in content.items() if k not in _DATA_IDENTITY}
+    rest["dataset"] = dataset
     return json.dumps({**rest, "n_tasks": len(spec["tasks"])}, sort_keys=True)
 
 
@@ -76,17 +116,6 @@ def pack_size(setting: str | int | bool) -> int:
 
 class PackMemoryError(RuntimeError):
     """A pack did not fit in memory even after splitting down to one network."""
-
-
-def _packed_take(x: SparseMatrix, batches: torch.Tensor, in_features: int) -> SparseBatch:
-    """The (P, B) row ids of P networks' batches as one SparseBatch over a stacked
-    (P * in_features, out) weight: member p's set-bit indices are offset by p * in_features."""
-    flat = x.take(batches.reshape(-1))
-    starts = x.indptr[batches]
-    counts = (x.indptr[batches + 1] - starts).sum(dim=1)
-    members = torch.arange(batches.shape[0], device=batches.device)
-    shift = torch.repeat_interleave(members * in_features, counts)
-    return SparseBatch(flat.indices + shift, flat.offsets)
 
 
 def _packed_take(x: SparseMatrix, batches: torch.Tensor, in_features: int) -> SparseBatch:
@@ -133,6 +162,14 @@ def _batched_is_exact(
 
     h, w, b = rand(p, rows, in_features), rand(p, out_features, in_features), rand(p, out_features)
     grad = rand(p, rows, out_features)
+    with torch.enable_grad():  # also when first met in a no-grad evaluation
+        exact = _probe(p, h, w, b, grad)
+    with _exact_lock:
+        _exact_cache[key] = exact
+    return exact
+
+
+def _probe(p: int, h, w, b, grad) -> bool:
     hp, wp, bp = (t.clone().requires_grad_() for t in (h, w, b))
     out = _batched_linear(hp, wp, bp)
     out.backward(grad)
@@ -146,8 +183,6 @@ def _batched_is_exact(
             for x, y in ((alone, out[m]), (ha.grad, hp.grad[m]), (wa.grad, wp.grad[m]),
                          (ba.grad, bp.grad[m]))
         )  # fmt: skip
-    with _exact_lock:
-        _exact_cache[key] = exact
     return exact
 
 
@@ -254,20 +289,10 @@ class PackedHardSharing(nn.Module):
 
 @dataclass
 class _Member:
-    """One network of a pack and its training state (what ``Trainer.fit`` keeps in locals)."""
+    """One network of a pack: its trainer and its training state (a training alone's)."""
 
     trainer: Trainer
-    model: nn.Module
-    weighting: nn.Module
-    optimizer: torch.optim.Optimizer  # the member's own Adam: its checkpoint format
-    n_labelled: dict
-    macs: int
-    cost: float
-    epoch_rows: list[dict] = field(default_factory=list)
-    first_epoch: int = 1
-    elapsed0: float = 0.0
-    diverged_at: int | None = None
-    done: bool = False
+    run: TrainingRun
 
 
 class PackedTrainer:
@@ -278,47 +303,33 @@ class PackedTrainer:
         if not trainers:
             raise ValueError("an empty pack")
         for t in trainers:
-            if not packable(t.spec):
-                raise ValueError(f"{t.network.name}: {t.spec['architecture']} x "
-                                 f"{t.spec['weighting']} is not packed")  # fmt: skip
-        keys = {pack_key(t.spec) for t in trainers}
-        if len(keys) != 1 or len({tuple(t.output_dims) for t in trainers}) != 1:
+            reason = unpackable_reason(t.spec)
+            if reason is not None:
+                raise ValueError(f"{t.network.name} is not packed: {reason}")
+        if len({pack_key(t.spec) for t in trainers}) != 1:
             raise ValueError("a pack's networks must have one shape and training recipe")
         self.trainers = list(trainers)
         self.device = trainers[0].device
 
-    # ---- set-up ----------------------------------------------------------------------------
-    def _member(self, t: Trainer) -> _Member:
-        model, weighting = t.build_model(), t.new_weighting()
-        n_labelled = t.labelled_counts()
-        resumed = t.checkpoint.load(t.state_key)
-        if resumed is not None:
-            model.load_state_dict(resumed["model"])
-        macs, cost = t.model_cost(model)
-        optimizer = t.new_optimizer(model, weighting)
-        m = _Member(t, model, weighting, optimizer, n_labelled, macs, cost)
-        if resumed is not None:
-            m.epoch_rows, m.first_epoch = t.resume(resumed, optimizer, weighting)
-            m.elapsed0 = resumed["elapsed"]
-        return m
-
     def fit(self) -> list[pa.Table]:
-        members = [self._member(t) for t in self.trainers]
+        members = [_Member(t, t.start()) for t in self.trainers]
         tables: dict[int, pa.Table] = {}
-        # Members resumed at different epochs have different Adam step counts: one sub-pack each.
-        by_start: dict[int, list[int]] = {}
+        # Members resumed at different epochs have different Adam step counts, and tables of
+        # one's own may give a multiclass task other class counts: one sub-pack each.
+        groups: dict[tuple, list[int]] = {}
         for i, m in enumerate(members):
-            by_start.setdefault(m.first_epoch, []).append(i)
-        for indices in by_start.values():
-            group = [members[i] for i in indices]
-            for i, table in zip(indices, self._fit_group(group)):
-                tables[i] = table
+            key = (m.run.first_epoch, tuple(m.trainer.output_dims))
+            groups.setdefault(key, []).append(i)
+        for indices in groups.values():
+            self._fit_group([members[i] for i in indices])
+        for i, m in enumerate(members):
+            tables[i] = m.trainer.finish(m.run)
         return [tables[i] for i in range(len(members))]
 
     # ---- the packed loop -------------------------------------------------------------------
-    def _fit_group(self, members: list[_Member]) -> list[pa.Table]:
+    def _fit_group(self, members: list[_Member]) -> None:
         lead = members[0].trainer
-        packed = PackedHardSharing([m.model for m in members]).to(self.device)
+        packed = PackedHardSharing([m.run.model for m in members]).to(self.device)
         # One fused Adam over every member's own parameter tensors (views of the stacked
         # ones), not over the stacked tensors: the CPU kernel splits each tensor into SIMD
         # blocks and a scalar tail, so only a member's own tensor rounds exactly as alone. Its
@@ -328,27 +339,28 @@ class PackedTrainer:
         optimizer = torch.optim.Adam(params, lr=lead.lr, weight_decay=lead.weight_decay, fused=True)
         for m in members:
             for param in self._own_parameters(m):
-                if param in m.optimizer.state:
-                    optimizer.state[param] = m.optimizer.state[param]
+                if param in m.run.optimizer.state:
+                    optimizer.state[param] = m.run.optimizer.state[param]
         started = time.perf_counter()
-        first_epoch = members[0].first_epoch
-        fused = all(m.trainer.inputs is not None and m.trainer._fused is not None for m in members)
+        first_epoch = members[0].run.first_epoch
+        targets = [m.trainer.fused_targets for m in members]
+        fused = all(t is not None for t in targets)
         if fused:
-            safe_y = torch.stack([m.trainer._fused[0] for m in members])
-            mask = torch.stack([m.trainer._fused[1] for m in members])
+            safe_y = torch.stack([t.safe_y for t in targets])
+            mask = torch.stack([t.mask for t in targets])
         member_ids = torch.arange(len(members), device=self.device)
         n = len(members)
 
         def elapsed(m: _Member) -> float:
             # A member's share of the pack's time, so summed wall_time_s stays the CPU spent.
-            return m.elapsed0 + (time.perf_counter() - started) / n
+            return m.run.elapsed0 + (time.perf_counter() - started) / n
 
         for epoch in range(first_epoch, lead.epochs + 1):
-            active = [not m.done for m in members]
+            active = [not m.run.done for m in members]
             if not any(active):
                 break
             for m in members:
-                m.model.train()
+                m.run.model.train()
             per_member = [m.trainer.epoch_batches() for m in members]
             n_steps = len(per_member[0])
             sums = torch.zeros(n, len(lead.tasks), device=self.device)
@@ -388,7 +400,7 @@ class PackedTrainer:
                     if results[p] is None and active[p] and not finite[p]:
                         # Diverged: its epoch stops here, as alone; the others go on.
                         results[p] = EpochResult(sums[p].clone(), steps[p], diverged=True)
-                        learned[p] = {**m.weighting.recorded(), **m.model.recorded()}
+                        learned[p] = {**m.run.weighting.recorded(), **m.run.model.recorded()}
                         active[p] = False
                         alive[p] = False
                 if not any(active):
@@ -399,40 +411,30 @@ class PackedTrainer:
                 torch.where(alive, totals, torch.zeros_like(totals)).sum().backward()
                 for p, m in enumerate(members):
                     if active[p]:
-                        for name, param in m.model.named_parameters():
+                        for name, param in m.run.model.named_parameters():
                             param.grad = packed.by_name[name].grad[p]
                     else:
-                        for param in m.weighting.parameters():
+                        for param in m.run.weighting.parameters():
                             param.grad = None
                 optimizer.step()
                 for p, m in enumerate(members):
                     if active[p]:
-                        m.weighting.after_step()
+                        m.run.weighting.after_step()
                 sums += torch.where(alive[:, None], losses.detach(), torch.zeros_like(losses))
                 for p in range(n):
                     steps[p] += int(active[p])
+            # Each member evaluates alone (Trainer.close_epoch): one packed forward over a
+            # split's rows is bitwise equal but measured 1.9x slower on CPU (28 members x
+            # 6,264 rows x 128 activations leave the cache; bench/bench_pack_parts.py).
             for p, m in enumerate(members):
-                if m.done:
+                if m.run.done:
                     continue
+                # The member's own optimiser holds the pack's state (its checkpoint format).
+                for param in self._own_parameters(m):
+                    if param in optimizer.state:
+                        m.run.optimizer.state[param] = optimizer.state[param]
                 result = results[p] or EpochResult(sums[p], steps[p], diverged=False)
-                if result.diverged:
-                    m.diverged_at = epoch
-                else:
-                    learned[p] = {**m.weighting.recorded(), **m.model.recorded()}
-                    m.weighting.end_epoch(epoch, result.mean_losses())
-                t = m.trainer
-                evaluation = t.evaluate(m.model, m.diverged_at is not None)
-                now = elapsed(m)
-                m.epoch_rows += t.evaluation_rows(evaluation, epoch, now, m.n_labelled)
-                m.epoch_rows += t.learned_rows(learned[p], epoch, now, m.n_labelled)
-                t.log(_log_line(epoch, t.epochs, t.tasks, evaluation, now, m.diverged_at))
-                if m.diverged_at is not None:
-                    m.done = True
-            if any(m.trainer.checkpoint.due(final=epoch == lead.epochs) for m in members):
-                self._save_checkpoints(members, optimizer, epoch, elapsed)
-        return [
-            m.trainer.table(m.model, m.epoch_rows, m.macs, m.cost, m.diverged_at) for m in members
-        ]
+                m.trainer.close_epoch(m.run, epoch, result, elapsed(m), learned[p])
 
     @staticmethod
     def _combine(members: list[_Member], losses: torch.Tensor) -> torch.Tensor:
@@ -441,25 +443,13 @@ class PackedTrainer:
         ``combine`` (elementwise gradients: exact)."""
         if all(m.trainer.spec["weighting"] == "equal" for m in members):
             return losses.sum(dim=1)
-        return torch.stack([m.weighting.combine(losses[p], m.model) for p, m in enumerate(members)])
+        return torch.stack(
+            [m.run.weighting.combine(losses[p], m.run.model) for p, m in enumerate(members)]
+        )
 
     @staticmethod
     def _own_parameters(m: _Member) -> list[nn.Parameter]:
-        return list(m.model.parameters()) + list(m.weighting.parameters())
-
-    def _save_checkpoints(self, members, optimizer, epoch: int, elapsed) -> None:
-        for m in members:
-            if m.done:
-                continue
-            for param in self._own_parameters(m):
-                if param in optimizer.state:
-                    m.optimizer.state[param] = optimizer.state[param]
-            t = m.trainer
-            t.checkpoint.save(
-                t.checkpoint_state(
-                    epoch, elapsed(m), m.model, m.optimizer, m.weighting, m.epoch_rows
-                )
-            )
+        return list(m.run.model.parameters()) + list(m.run.weighting.parameters())
 
 
 def _out_of_memory(err: BaseException) -> bool:

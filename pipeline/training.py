@@ -1,8 +1,9 @@
 """Train one network and record every epoch's per-task, per-split losses and metrics.
 
-Entry points: :func:`train_network` (pure: data in, Arrow table out) and
-:func:`run_snakemake_job` (what the ``train`` rule calls, in a Snakemake thread, a spawned job or
-a Dask worker alike: it loads the cached dataset, trains, and writes the Parquet atomically).
+Entry points: :func:`train_network` (pure: data in, Arrow table out) and :class:`Trainer`, whose
+pieces (``start``, ``run_epoch``, ``close_epoch``, ``finish``) a packed training
+(``pipeline.packing``) shares. The workflow's job body is ``pipeline.jobs.train_job``: this
+module never imports the layers that call it (packing, the TAG recorder, jobs).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -35,8 +37,7 @@ from .metrics import (
 )
 from .models import SIZE_FRACTIONS, ModelShape, build_model, reference_macs, widths_for_size
 from .models.base import Architecture
-from .schema import AFFINITY, METRICS, SPLITS, with_spec, write_table
-from .split import read_split
+from .schema import METRICS, SPLITS, with_spec
 from .sweep import Network, spec_hash
 from .weighting import Weighting, build_weighting
 
@@ -225,6 +226,13 @@ class Checkpointer:
             os.unlink(self.path)
 
 
+class FusedTargets(NamedTuple):
+    """(rows, tasks) targets with missing labels as 0, and the 0/1 mask of labelled cells."""
+
+    safe_y: torch.Tensor
+    mask: torch.Tensor
+
+
 @dataclass
 class EpochResult:
     """One pass over the training batches: per-task loss sums, the steps taken, and whether a
@@ -236,6 +244,27 @@ class EpochResult:
 
     def mean_losses(self) -> list[float]:
         return (self.sums / max(self.steps, 1)).tolist()
+
+
+@dataclass
+class TrainingRun:
+    """One network's training state between epochs (what :meth:`Trainer.start` returns and
+    :meth:`Trainer.close_epoch` advances): the same for a training alone and a pack member."""
+
+    model: nn.Module
+    weighting: Weighting
+    optimizer: torch.optim.Optimizer
+    n_labelled: dict
+    macs: int
+    cost: float
+    epoch_rows: list[dict] = field(default_factory=list)
+    first_epoch: int = 1
+    # The recorded time before this process (a resumed training's checkpoint).
+    elapsed0: float = 0.0
+    # perf_counter() at which elapsed time would have been 0 (resumes shift it back).
+    started: float = 0.0
+    diverged_at: int | None = None
+    done: bool = False
 
 
 class StepObserver:
@@ -333,13 +362,20 @@ class Trainer:
                 # task: small networks are bound by per-op overhead. Same values as
                 # masked_loss, task by task.
                 labelled = ~torch.isnan(self._inputs.y)
-                self._fused = (
+                self._fused_targets = FusedTargets(
                     torch.where(labelled, self._inputs.y, 0.0),
                     labelled.to(self._inputs.y.dtype),
                 )
             else:
-                self._fused = None
+                self._fused_targets = None
         return self._inputs
+
+    @property
+    def fused_targets(self) -> FusedTargets | None:
+        """All-binary networks: the targets of the fused loss (``masked_binary_losses``), for
+        this network's steps and for a pack's (which stacks its members')."""
+        _ = self.inputs
+        return self._fused_targets
 
     def epoch_batches(self) -> list[torch.Tensor]:
         train_rows = self.inputs.rows["train"]
@@ -353,8 +389,9 @@ class Trainer:
 
     def losses_from_outputs(self, outputs: list[torch.Tensor], batch: torch.Tensor) -> torch.Tensor:
         """Each task's masked mean loss on ``batch`` (0 for a task with no label in it)."""
-        if self._fused is not None:
-            safe_y, mask = self._fused
+        fused = self.fused_targets
+        if fused is not None:
+            safe_y, mask = fused
             return masked_binary_losses(torch.cat(outputs, dim=1), safe_y[batch], mask[batch])
         target = self.inputs.y[batch]
         dense = self.inputs.dense or {}
@@ -532,13 +569,13 @@ class Trainer:
             return int(trunk.out_features)
         return int(self.widths[0])
 
-    def fit(self) -> pa.Table:
+    def start(self) -> TrainingRun:
+        """The training's state before its first epoch still to train: a checkpoint's if one
+        matches (its rows so far included), else a new model (after any pre-training phase)."""
         model, weighting = self.build_model(), self.new_weighting()
         self.model = model
         n_labelled = self.labelled_counts()
-        diverged_at: int | None = None
         epoch_rows: list[dict] = []
-        first_epoch = 1
         resumed = self.checkpoint.load(self.state_key)
         started = time.perf_counter()
         if resumed is not None:
@@ -546,36 +583,68 @@ class Trainer:
         else:
             pretrained = model.pretrain(self)
             if pretrained is not None:
-                model = pretrained.model
+                model = self.model = pretrained.model
                 elapsed = time.perf_counter() - started
                 epoch_rows += self.learned_rows(pretrained.recorded, 0, elapsed, n_labelled)
         macs, cost = self.model_cost(model)
         optimizer = self.new_optimizer(model, weighting)
+        run = TrainingRun(model, weighting, optimizer, n_labelled, macs, cost, epoch_rows)
+        run.started = started
         if resumed is not None:
-            epoch_rows, first_epoch = self.resume(resumed, optimizer, weighting)
-            started = time.perf_counter() - resumed["elapsed"]
+            run.epoch_rows, run.first_epoch = self.resume(resumed, optimizer, weighting)
+            run.elapsed0 = resumed["elapsed"]
+            run.started = time.perf_counter() - resumed["elapsed"]
+        return run
 
-        for epoch in range(first_epoch, self.epochs + 1):
-            result = self.run_epoch(model, weighting, optimizer, observer=self.observer)
-            if result.diverged:
-                diverged_at = epoch
+    def close_epoch(
+        self,
+        run: TrainingRun,
+        epoch: int,
+        result: EpochResult,
+        elapsed: float,
+        learned: dict | None = None,
+        evaluation: dict | None = None,
+    ) -> bool:
+        """Everything after an epoch's steps, for a training alone and a pack's member alike:
+        divergence, the weighting's and observer's epoch end, evaluation (unless the caller
+        already has it), the epoch's rows, the log line and a due checkpoint. ``learned``: what
+        the method learned, if taken earlier (a pack member that diverged mid-epoch). Returns
+        whether the training is over."""
+        model, weighting = run.model, run.weighting
+        if result.diverged:
+            run.diverged_at = epoch
+        if learned is None:
             learned = {**weighting.recorded(), **model.recorded()}
-            if diverged_at is None:
-                weighting.end_epoch(epoch, result.mean_losses())
-            if self.observer is not None:
-                self.observer.end_epoch(epoch)
-            evaluation = self.evaluate(model, diverged_at is not None)
-            elapsed = time.perf_counter() - started
-            epoch_rows += self.evaluation_rows(evaluation, epoch, elapsed, n_labelled)
-            epoch_rows += self.learned_rows(learned, epoch, elapsed, n_labelled)
-            self.log(_log_line(epoch, self.epochs, self.tasks, evaluation, elapsed, diverged_at))
-            if diverged_at is not None:
-                break
-            if self.checkpoint.due(final=epoch == self.epochs):
-                self.checkpoint.save(
-                    self.checkpoint_state(epoch, elapsed, model, optimizer, weighting, epoch_rows)
+        if run.diverged_at is None:
+            weighting.end_epoch(epoch, result.mean_losses())
+        if self.observer is not None:
+            self.observer.end_epoch(epoch)
+        if evaluation is None:
+            evaluation = self.evaluate(model, run.diverged_at is not None)
+        run.epoch_rows += self.evaluation_rows(evaluation, epoch, elapsed, run.n_labelled)
+        run.epoch_rows += self.learned_rows(learned, epoch, elapsed, run.n_labelled)
+        self.log(_log_line(epoch, self.epochs, self.tasks, evaluation, elapsed, run.diverged_at))
+        run.done = run.diverged_at is not None or epoch == self.epochs
+        # Asked after the last epoch too: a Checkpointer never saves then (the output file
+        # follows), export's in-memory stand-in keeps the final weights.
+        if run.diverged_at is None and self.checkpoint.due(final=epoch == self.epochs):
+            self.checkpoint.save(
+                self.checkpoint_state(
+                    epoch, elapsed, model, run.optimizer, weighting, run.epoch_rows
                 )
-        return self.table(model, epoch_rows, macs, cost, diverged_at)
+            )
+        return run.done
+
+    def finish(self, run: TrainingRun) -> pa.Table:
+        return self.table(run.model, run.epoch_rows, run.macs, run.cost, run.diverged_at)
+
+    def fit(self) -> pa.Table:
+        run = self.start()
+        for epoch in range(run.first_epoch, self.epochs + 1):
+            result = self.run_epoch(run.model, run.weighting, run.optimizer, observer=self.observer)
+            if self.close_epoch(run, epoch, result, time.perf_counter() - run.started):
+                break
+        return self.finish(run)
 
 
 def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
@@ -604,18 +673,34 @@ def train_network(
 @torch.no_grad()
 def _evaluate(model, inputs: _Inputs, types: list[str], diverged: bool) -> dict:
     model.eval()
+    outputs = None
+    if not diverged:  # a diverged network's scores are NaN: no forward to pay for
+        outputs = {split: [model(batch) for batch in _eval_batches(inputs, split)]
+                   for split in SPLITS}  # fmt: skip
+    return score_outputs(outputs, inputs, types)
+
+
+def _eval_batches(inputs: _Inputs, split: str) -> list:
+    cached = inputs.eval_inputs
+    return cached[split] if cached is not None else _chunked(inputs.x, inputs.rows[split])
+
+
+def score_outputs(
+    outputs: dict[str, list[list[torch.Tensor]]] | None, inputs: _Inputs, types: list[str]
+) -> dict:
+    """(split, task index) -> (loss, metric) from each split's per-chunk model outputs (chunks
+    of EVAL_CHUNK rows, in row order); ``None``: a diverged network, every value NaN. A
+    training alone and a pack (whose members' outputs come from one packed forward) share it."""
     result = {}
     for split in SPLITS:
-        rows = inputs.rows[split]
-        cached = inputs.eval_inputs
-        batches = cached[split] if cached is not None else _chunked(inputs.x, rows)
-        chunks = [model(batch) for batch in batches]
-        target = inputs.y[rows]
+        if outputs is None:
+            for j in range(len(types)):
+                result[(split, j)] = (float("nan"), float("nan"))
+            continue
+        chunks = outputs[split]
+        target = inputs.y[inputs.rows[split]]
         for j, kind in enumerate(types):
             out = torch.cat([c[j] for c in chunks])
-            if diverged:
-                result[(split, j)] = (float("nan"), float("nan"))
-                continue
             result[(split, j)] = _vector_score(out, target[:, j], kind, inputs.scale[j])
     return result
 
@@ -685,62 +770,6 @@ def _log_line(epoch, epochs, tasks, evaluation, elapsed, diverged_at) -> str:
     if diverged_at is not None:
         parts.append(f"DIVERGED (non-finite loss in epoch {diverged_at})")
     return " | ".join(parts)
-
-
-def run_snakemake_job(
-    input: dict,
-    output: dict,
-    params: dict,
-    log: list,
-    threads: int = 1,
-    pending: Callable[[], list] | None = None,
-    pack: str | int | bool = "off",
-) -> None:
-    """The ``train`` rule's body (and ``estimate_affinity``'s, whose params add ``tag``: the
-    network's training is the same, with TAG's affinity recorded to ``output["affinity"]``):
-    the same call in a Snakemake thread, a job process or a Dask worker. With ``pending`` (the
-    trainings this process's Snakemake still has to run) and ``pack`` (``training.pack``), the
-    network is trained in a pack with same-shape ones (``pipeline.packing``)."""
-    torch.set_num_threads(max(1, int(threads)))
-    spec = params["spec"]
-    if pending is not None and params.get("tag") is None:
-        from .packing import pack_size, packable, run_packed_job
-
-        size = pack_size(pack)
-        if size > 1 and packable(spec):
-            run_packed_job(input, output, params, log, pending, size)
-            return
-    device = resolve_device()
-    data = load_dataset(spec["dataset"])
-    labels = read_split(input["split"], data.n_rows)
-    tag = params.get("tag")
-    with open(log[0], "w") as log_file:
-
-        def write(line: str) -> None:
-            log_file.write(line + "\n")
-            log_file.flush()
-
-        write(f"network {Network(tuple(spec['tasks']), spec['size']).name} on {device}")
-        checkpoint = Checkpointer(params.get("checkpoint"))
-        trainer = Trainer(data, labels, spec, device, write, checkpoint)
-        if tag is not None:
-            from .affinity.lookahead import AffinityRecorder
-
-            trainer.observer = AffinityRecorder(trainer, tag["every"], tag["lookahead_lr"])
-            # A plain training's checkpoint must not resume as an estimation (no affinity yet).
-            trainer.state_key = spec_hash({**spec, "tag": tag})
-        table = trainer.fit()
-        if tag is not None:
-            write(f"lookahead: {trainer.observer.seconds:.2f}s of the training's time")
-    if tag is not None:
-        # The network's own rows keep its plain spec's hash: they equal a plain training's.
-        write_table(trainer.observer.table(trainer.state_key), output["affinity"], AFFINITY)
-    if "samples" in output:
-        from .sample_losses import final_sample_losses, write_sample_losses
-
-        write_sample_losses(final_sample_losses(trainer), output["samples"])
-    write_table(table, output["metrics"], METRICS)
-    checkpoint.remove()
 
 
 def main(argv: list[str] | None = None) -> None:  # pragma: no cover - debugging aid

@@ -36,7 +36,7 @@ if STRATEGY.estimation == "recorded":
             ),
             tag=STRATEGY.recording_params(config),
             checkpoint=f"{RESULTS}/checkpoints/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.pt",
-            inprocess_entry="pipeline.training:run_snakemake_job",
+            inprocess_entry="pipeline.jobs:train_job",
         run:
             train_job(input, output, params, log, threads)
 

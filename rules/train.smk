@@ -18,7 +18,7 @@ rule train:
         # Not an output: Snakemake deletes outputs of a failed job; a checkpoint must survive.
         checkpoint=f"{RESULTS}/checkpoints/{{architecture}}-{{weighting}}/seed{{seed}}/{{size}}/{{stem}}.pt",
         # The Dask executor calls this in a warm worker instead of spawning a job process.
-        inprocess_entry="pipeline.training:run_snakemake_job",
+        inprocess_entry="pipeline.jobs:train_job",
     run:
         # training.pack is passed here, not in params: it must never retrain a network.
         train_job(

@@ -5,6 +5,7 @@ out of memory is split and retried; the job-level scheduler writes every network
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -17,10 +18,11 @@ import torch
 from pipeline import packing
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
+from pipeline.jobs import run_snakemake_job
 from pipeline.packing import PackedTrainer, TrainJob, pack_key, pack_size
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
-from pipeline.training import Checkpointer, Trainer, run_snakemake_job
+from pipeline.training import Checkpointer, Trainer
 
 CPU = torch.device("cpu")
 DROP = ["wall_time_s", "versions", "device"]
@@ -92,8 +94,8 @@ def test_nan_in_one_member_marks_only_it_diverged() -> None:
         train_rows = trainer.inputs.rows["train"]
         bad = train_rows[len(train_rows) // 2]  # one bad label (NaN would be "missing")
         trainer.inputs.y[bad, 0] = float("inf")
-        if trainer._fused is not None:  # the fused binary loss's own copy of the targets
-            trainer._fused[0][bad, 0] = float("inf")
+        if trainer.fused_targets is not None:  # the fused binary loss's own copy of them
+            trainer.fused_targets.safe_y[bad, 0] = float("inf")
         return trainer
 
     alone = [poisoned(specs[0]).fit()] + [Trainer(data, labels, s, CPU).fit() for s in specs[1:]]
@@ -220,5 +222,65 @@ def test_job_scheduler_packs_concurrent_jobs_and_writes_each_network(tmp_path: P
         log = Path(job.log).read_text()
         assert "epoch 2/2" in log
         assert ("in a pack of" in log) == (i < len(jobs) - 1)
+        # A network that cannot be packed says why.
+        assert ("not packed: weighting gradnorm" in log) == (i == len(jobs) - 1)
         assert not Path(job.checkpoint).exists()
     assert "in a pack of 4" in Path(jobs[0].log).read_text()
+
+
+def _own_table(path: Path, features_seed: int = 0) -> dict:
+    """A table of one's own: 0/1 fingerprint columns and four binary task columns."""
+    import pandas as pd
+
+    rng = np.random.default_rng(features_seed)
+    rows = 400
+    frame = pd.DataFrame({f"fp_{k}": (rng.random(rows) < 0.1).astype(np.int8) for k in range(48)})
+    for t in range(4):
+        y = (rng.random(rows) < 0.3).astype(float)
+        y[rng.random(rows) < 0.2] = np.nan  # missing labels
+        frame[f"task_{t}"] = y
+    frame.to_parquet(path)
+    targets = {f"task_{t}": "binary" for t in range(4)}
+    return {"name": "table", "path": str(path), "features": {"prefix": "fp_"}, "targets": targets}
+
+
+def test_own_table_packs_by_shape_and_recipe_not_data_identity(tmp_path: Path) -> None:
+    """Every pair of a table of one's own has its own target columns and content hashes in its
+    spec (its reruns), yet one pack key; the pack trains each network exactly as alone."""
+    dataset = _own_table(tmp_path / "mine.parquet")
+    config = resolve_config({"dataset": dataset, "model": {"hidden": [16, 8]},
+                             "training": {"epochs": 2, "batch_size": 64}})  # fmt: skip
+    pairs = [("task_0", "task_1"), ("task_2", "task_3"), ("task_0", "task_3")]
+    specs = [network_spec(config, pair, "full", 0) for pair in pairs]
+    hashes = [json.dumps(s["dataset"]["content"]["targets"], sort_keys=True) for s in specs]
+    assert len(set(hashes)) == len(specs)  # each spec keeps its own columns' hashes
+    assert len({pack_key(s) for s in specs}) == 1
+    # Another feature matrix (content hash) or task count: never the same pack.
+    other = resolve_config({**config, "dataset": _own_table(tmp_path / "other.parquet", 1)})
+    assert pack_key(network_spec(other, pairs[0], "full", 0)) != pack_key(specs[0])
+    assert pack_key(network_spec(config, ("task_0",), "full", 0)) != pack_key(specs[0])
+
+    labels = make_split(400, config["split"]["fractions"], 0)
+
+    def trainer(spec: dict) -> Trainer:
+        return Trainer(load_dataset(spec["dataset"]), labels, spec, CPU)
+
+    alone = [trainer(s).fit() for s in specs]
+    packed = PackedTrainer([trainer(s) for s in specs]).fit()
+    for a, b in zip(alone, packed):
+        assert _rows(a).equals(_rows(b))
+
+
+def test_training_never_imports_the_layers_that_call_it() -> None:
+    """training.py is the lowest of training -> packing / TAG recorder -> jobs: no import of
+    theirs in it, not even a lazy one inside a function (the circle the issue names)."""
+    import ast
+
+    from pipeline import training
+
+    tree = ast.parse(Path(training.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+    assert not {m for m in imported if m.lstrip(".").split(".")[0] in
+                ("packing", "jobs", "affinity")}  # fmt: skip
+    assert "models" in {m.lstrip(".") for m in imported}

@@ -25,7 +25,7 @@ EPOCHS = 12
 
 JOB = """
 import json, sys
-from pipeline.training import run_snakemake_job
+from pipeline.jobs import run_snakemake_job
 args = json.loads(sys.argv[1])
 run_snakemake_job(**args)
 """

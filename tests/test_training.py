@@ -16,11 +16,12 @@ from torch.nn import functional as F
 
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
+from pipeline.jobs import run_snakemake_job
 from pipeline.metrics import METRIC_OF, masked_binary_losses, masked_loss, roc_auc, task_metric
 from pipeline.schema import METRICS, SPEC_METADATA, SPLITS, check_file
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
-from pipeline.training import run_snakemake_job, train_network
+from pipeline.training import train_network
 
 CPU = torch.device("cpu")
 

@@ -58,6 +58,7 @@ DEFAULTS = method_defaults("adashare")
 
 class AdaShare(Architecture):
     name = "adashare"
+    why_not_packed = "AdaShare's policy search (its pre-training phase) runs per network"
     # Its trunk is the MLP's residual form (make_trunk): only model.trunk mlp has one.
     trunks = ("mlp",)
     trunks_reason = (

@@ -48,6 +48,10 @@ class Architecture(nn.Module):
     # cannot over the others: config validation's refusal quotes both.
     trunks: tuple[str, ...] | None = None
     trunks_reason = ""
+    # Can same-shape networks of this architecture train as one pack (pipeline.packing)? If
+    # not, why (each such network's log says it).
+    packable = False
+    why_not_packed = "this architecture has no packed (stacked-parameter) form"
 
     def __init__(
         self,

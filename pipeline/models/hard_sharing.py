@@ -23,6 +23,7 @@ STACKED_HEADS_FROM = 16
 
 class HardSharing(Architecture):
     name = "hard_sharing"
+    packable = True
 
     def __init__(
         self,

@@ -90,6 +90,8 @@ class MTAN(Architecture):
     conv trunk, a user's). The stages' shapes come from the trunk (``stage_shapes``) or one
     ``forward_stages`` on zeros of its ``input_shape``."""
 
+    why_not_packed = "MTAN's per-task attention modules have no stacked form in pipeline.packing"
+
     name = "mtan"
 
     def __init__(

@@ -19,6 +19,11 @@ class Weighting(nn.Module):
     """
 
     name = "base"
+    # Can networks with this weighting train as one pack (pipeline.packing)? Packs combine each
+    # member's losses with its own weighting, which must need nothing but its losses. If not,
+    # why (each such network's log says it).
+    packable = False
+    why_not_packed = "this weighting has no packed form"
 
     def __init__(self, n_tasks: int, **options) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ def dwa_weights(previous: list[float], before: list[float], temperature: float) 
 
 class DWA(Weighting):
     name = "dwa"
+    packable = True
 
     def __init__(self, n_tasks: int, temperature: float | None = None, **options) -> None:
         super().__init__(n_tasks, **options)

@@ -10,6 +10,7 @@ from .base import Weighting
 
 class Equal(Weighting):
     name = "equal"
+    packable = True
 
     def combine(self, losses: torch.Tensor, model: nn.Module) -> torch.Tensor:
         return losses.sum()

@@ -43,6 +43,9 @@ def last_shared_weight(model: nn.Module) -> nn.Parameter:
 
 class GradNorm(Weighting):
     name = "gradnorm"
+    why_not_packed = (
+        "GradNorm needs each task's gradient norm at each member's own shared layer, per step"
+    )
 
     def __init__(self, n_tasks: int, alpha: float | None = None, **options) -> None:
         super().__init__(n_tasks, **options)

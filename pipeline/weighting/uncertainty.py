@@ -22,6 +22,7 @@ from .base import Weighting
 
 class Uncertainty(Weighting):
     name = "uncertainty"
+    packable = True
 
     def __init__(self, n_tasks: int, **options) -> None:
         super().__init__(n_tasks, **options)

@@ -102,9 +102,9 @@ def sweep_available() -> str | None:
     """None if the real tiny sweep can run, else why not (the workflow is built in parallel)."""
     if not (REPO / "tests" / "configs" / "tiny.yaml").exists():
         return "tests/configs/tiny.yaml missing"
-    training = REPO / "pipeline" / "training.py"
-    if not training.exists() or "def run_snakemake_job" not in training.read_text():
-        return "pipeline.training.run_snakemake_job missing"
+    jobs = REPO / "pipeline" / "jobs.py"
+    if not jobs.exists() or "def run_snakemake_job" not in jobs.read_text():
+        return "pipeline.jobs.run_snakemake_job missing"
     return None
 
 
