@@ -48,7 +48,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import torch
 from scipy.stats import spearmanr
 
@@ -92,9 +91,7 @@ def stage_gradtag(args, cache: Path) -> None:
 
     config, data, labels = load()
     tasks = tuple(config["dataset"]["tasks"])
-    subsets = [(t,) for t in tasks] + list(combinations(tasks, 2)) + list(
-        combinations(tasks, 3)
-    )
+    subsets = [(t,) for t in tasks] + list(combinations(tasks, 2)) + list(combinations(tasks, 3))
     rows = []
     for seed in args.seeds:
         trainer = all_in_one_trainer(config, data, labels, seed)
@@ -130,8 +127,8 @@ def stage_tag(args, cache: Path) -> None:
     from pipeline.affinity.lookahead import AffinityRecorder
 
     config, data, labels = load()
-    variants = [("default", 5, None), ("every1", 1, None), ("lr_x100", 5, 100.0),
-                ("lr_x1000", 5, 1000.0)]  # fmt: skip
+    variants = [v for v in (("default", 5, None), ("lr_x100", 5, 100.0), ("every1", 1, None))
+                if v[0] in args.tag_variants]  # fmt: skip
     frames = []
     for name, every, factor in variants:
         trainer = all_in_one_trainer(config, data, labels, 0)
@@ -221,11 +218,12 @@ def estimated_pair_gains(losses: pd.DataFrame) -> pd.Series:
     single = losses[losses["members"].map(len) == 1].set_index("task")["loss"]
     pairs = losses[losses["members"].map(len) == 2]
     source = [next(m for m in ms if m != t) for ms, t in zip(pairs["members"], pairs["task"])]
-    gain = (pairs["task"].map(single).to_numpy() - pairs["loss"].to_numpy()) / pairs[
-        "task"
-    ].map(single).to_numpy()
-    return pd.Series(gain, index=pd.MultiIndex.from_arrays([source, pairs["task"]],
-                                                            names=["source", "target"]))
+    gain = (pairs["task"].map(single).to_numpy() - pairs["loss"].to_numpy()) / pairs["task"].map(
+        single
+    ).to_numpy()
+    return pd.Series(
+        gain, index=pd.MultiIndex.from_arrays([source, pairs["task"]], names=["source", "target"])
+    )
 
 
 def report(args, cache: Path) -> str:
@@ -243,19 +241,25 @@ def report(args, cache: Path) -> str:
         o, w = rank_scores(truth[a], truth[b])
         lines.append(f"- seeds {a} vs {b}: overall {o:+.2f}, within targets {w:+.2f}")
     lines.append("")
-    lines.append("| estimator | setting | Spearman overall | Spearman within targets | "
-                 "rel. error of subset losses | compute (% of exhaustive, 1 seed) |")
+    lines.append(
+        "| estimator | setting | Spearman overall | Spearman within targets | "
+        "rel. error of subset losses | compute (% of exhaustive, 1 seed) |"
+    )
     lines.append("|---|---|---:|---:|---:|---:|")
     # pairs/HOA
     o, w = rank_scores(truth[seeds[0]], truth["mean"])
     pair_s = sum(seconds.xs(seeds[0], level="seed")[[m for m in seconds.xs(
         seeds[0], level="seed").index if len(m) <= 2]])  # fmt: skip
     hoa_err, hoa_rho = hoa_scores(frame)
-    lines.append(f"| pairs (trained pairs, seed {seeds[0]}) | pair gains | {o:+.2f} | {w:+.2f} "
-                 f"| — | {100 * pair_s / sweep_s:.0f} % |")
-    lines.append(f"| pairs / HOA | triples from pairs | Spearman over triple cells "
-                 f"{hoa_rho:+.2f} | — | {100 * hoa_err:.1f} % (triples) | "
-                 f"{100 * pair_s / sweep_s:.0f} % |")
+    lines.append(
+        f"| pairs (trained pairs, seed {seeds[0]}) | pair gains | {o:+.2f} | {w:+.2f} "
+        f"| — | {100 * pair_s / sweep_s:.0f} % |"
+    )
+    lines.append(
+        f"| pairs / HOA | triples from pairs | Spearman over triple cells "
+        f"{hoa_rho:+.2f} | — | {100 * hoa_err:.1f} % (triples) | "
+        f"{100 * pair_s / sweep_s:.0f} % |"
+    )
     aio = seconds.xs(seeds[0], level="seed")[tuple(sorted(frame[frame["n_tasks"] == 12][
         "members"].iloc[0]))]  # fmt: skip
     if (cache / "tag.parquet").exists():
@@ -270,8 +274,10 @@ def report(args, cache: Path) -> str:
             weighted.index.names = ["source", "target"]
             o, w = rank_scores(weighted, truth["mean"])
             cost = part["seconds"].iloc[0] if len(part) else float("nan")
-            lines.append(f"| tag | {variant} | {o:+.2f} | {w:+.2f} | — | "
-                         f"{100 * (cost + single_s(seconds, seeds[0])) / sweep_s:.0f} % |")
+            lines.append(
+                f"| tag | {variant} | {o:+.2f} | {w:+.2f} | — | "
+                f"{100 * (cost + single_s(seconds, seeds[0])) / sweep_s:.0f} % |"
+            )
     if (cache / "sampled.parquet").exists():
         sampled = pd.read_parquet(cache / "sampled.parquet")
         single = frame[(frame["n_tasks"] == 1) & (frame["seed"] == seeds[0])].set_index(
@@ -287,9 +293,11 @@ def report(args, cache: Path) -> str:
         est.index.names = ["source", "target"]
         o, w = rank_scores(est, truth["mean"])
         cost = sampled.groupby(sampled["members"].map(tuple))["seconds"].first().sum()
-        lines.append(f"| sampled | {sampled['members'].map(tuple).nunique()} subsets of 4 | "
-                     f"{o:+.2f} | {w:+.2f} | — | "
-                     f"{100 * (cost + single_s(seconds, seeds[0])) / sweep_s:.0f} % |")
+        lines.append(
+            f"| sampled | {sampled['members'].map(tuple).nunique()} subsets of 4 | "
+            f"{o:+.2f} | {w:+.2f} | — | "
+            f"{100 * (cost + single_s(seconds, seeds[0])) / sweep_s:.0f} % |"
+        )
     if (cache / "gradtag.parquet").exists():
         lines += gradtag_rows(pd.read_parquet(cache / "gradtag.parquet"), frame, truth,
                               seconds, seeds, sweep_s, aio)  # fmt: skip
@@ -325,7 +333,7 @@ def gradtag_rows(est, frame, truth, seconds, seeds, sweep_s, aio_s) -> list[str]
     measured = frame.groupby(["members", "task"])["loss"].mean()
     for (dim, epoch, ridge), part in est.groupby(["dim", "meta_epoch", "ridge"]):
         per_seed = []
-        for seed, p in part.groupby("seed"):
+        for _seed, p in part.groupby("seed"):
             p = p.assign(members=p["members"].map(lambda m: tuple(sorted(m))))
             gains = estimated_pair_gains(p)
             per_seed.append(gains)
@@ -352,6 +360,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--dims", nargs="+", type=int, default=[128])
     parser.add_argument("--meta-epochs", nargs="+", type=int, default=[1, 2, 3, 5, 10])
+    parser.add_argument("--tag-variants", nargs="+", default=["default", "lr_x100"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()

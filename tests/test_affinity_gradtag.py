@@ -260,3 +260,45 @@ def test_bad_arguments_are_refused():
         estimate_subset_losses(stats, [("c0t0", "nope")])
     with pytest.raises(ValueError, match="ridge"):
         estimate_subset_losses(stats, [("c0t0",)], ridge=0)
+
+
+def test_meta_statistics_stop_at_the_epoch_the_full_training_passes_through():
+    """Training only up to sweep.gradtag.epoch gives the statistics the recorder takes at that
+    epoch inside the full training (same spec, same draws), and the GRADTAG table and the
+    affinity read back from it."""
+    import pyarrow.parquet as pq
+
+    from pipeline.affinity.gradtag import (
+        affinity_from_tables,
+        estimates_table,
+        estimation_subsets,
+        meta_statistics,
+    )
+    from pipeline.schema import GRADTAG, write_table
+
+    trainer = _trainer(SYNTHETIC, epochs=3)
+    recorder = GradTagRecorder(trainer, epochs=[2], dim=8, seed=4)
+    trainer.observer = recorder
+    trainer.fit()
+    short = meta_statistics(trainer.data, trainer.labels, trainer.spec, 2, 8, 4, CPU)
+    torch.testing.assert_close(short.hessian, recorder.statistics[2].hessian, rtol=0, atol=0)
+    torch.testing.assert_close(short.val_features, recorder.statistics[2].val_features)
+    with pytest.raises(ValueError, match="sweep.gradtag.epoch"):
+        meta_statistics(trainer.data, trainer.labels, trainer.spec, 4, 8, 4, CPU)
+
+    subsets = estimation_subsets(trainer.tasks)
+    assert len(subsets) == 6
+    provenance = {"dataset": "synthetic", "network": "all", "architecture": "hard_sharing",
+                  "weighting": "equal", "seed": 0, "meta_epoch": 2, "config_hash": "x"}  # fmt: skip
+    table = estimates_table(short, subsets, 1.0, provenance)
+    path = f"{pytest.importorskip('tempfile').mkdtemp()}/gradtag.parquet"
+    write_table(table, path, GRADTAG)
+    frame = pq.read_table(path).to_pandas()
+    assert len(frame) == 12 and frame["relative_loss"].gt(0).all()
+    affinity = affinity_from_tables([frame, frame], trainer.tasks)
+    expected = gradtag_affinity(short, subsets, 1.0)
+    np.testing.assert_allclose(
+        affinity.matrix[~np.eye(4, dtype=bool)], expected.matrix[~np.eye(4, dtype=bool)]
+    )
+    sampled = estimation_subsets(trainer.tasks, size=3, seed=1)
+    assert all(len(s) == 3 for s in sampled) and len(sampled) >= 4

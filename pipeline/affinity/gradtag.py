@@ -118,9 +118,7 @@ def _check_model(model: nn.Module, types: Sequence[str], tasks: Sequence[str]) -
         raise ValueError("sweep.strategy gradtag: every head must have one output")
 
 
-def projection_tangents(
-    trunk: nn.Module, dim: int, seed: int
-) -> dict[str, torch.Tensor]:
+def projection_tangents(trunk: nn.Module, dim: int, seed: int) -> dict[str, torch.Tensor]:
     """The random projection P as d tangents of the trunk's parameters: entries +-1/sqrt(d),
     drawn from a generator seeded with ``seed`` (same seed, same P)."""
     generator = torch.Generator().manual_seed(int(seed))
@@ -196,9 +194,7 @@ def _cell_losses(z: torch.Tensor, y: torch.Tensor, binary: torch.Tensor) -> torc
     """Per-cell loss of outputs ``z`` (cells, k) against labels ``y`` (cells,): the training
     losses of pipeline.metrics (binary cross-entropy on logits, squared error)."""
     y = y[:, None].to(z.dtype)
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(
-        z, y.expand_as(z), reduction="none"
-    )
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none")
     return torch.where(binary[:, None], bce, (z - y) ** 2)
 
 
@@ -412,3 +408,95 @@ class GradTagRecorder(StepObserver):
 
     def load_state_dict(self, state: dict) -> None:
         self.statistics = dict(state["statistics"])
+
+
+def estimation_subsets(tasks: Sequence[str], size: int = 2, subsets: int | None = None,
+                       seed: int = 0) -> list[tuple[str, ...]]:  # fmt: skip
+    """The subsets whose losses are estimated: every pair (``size`` 2, the default: 190,000 at
+    617 tasks, estimated in seconds), or ``subsets`` random ones of ``size`` tasks covering
+    every pair (:func:`pipeline.affinity.sample_subsets`; default four times the fewest that
+    can cover every pair)."""
+    from .higher_order import sample_subsets
+
+    tasks = tuple(tasks)
+    if size == 2 and subsets is None:
+        return all_pairs(tasks)
+    if not 2 <= size <= len(tasks):
+        raise ValueError(
+            f"config key sweep.gradtag.size: {size} must be between 2 and the {len(tasks)} tasks"
+        )
+    per_subset = size * (size - 1) // 2
+    pairs = len(tasks) * (len(tasks) - 1) // 2
+    m = subsets if subsets is not None else max(len(tasks), 4 * -(-pairs // per_subset))
+    return sample_subsets(tasks, size, int(m), seed=seed)
+
+
+def meta_statistics(data, labels, spec: dict, epoch: int, dim: int, seed: int, device):
+    """The all-in-one network of ``spec`` trained to the end of ``epoch`` and its gradient
+    statistics there. Training stops at ``epoch``: every epoch up to it is the full training's
+    own (same spec, same generator draws; the spec's epochs count changes nothing before; tested
+    against the recorder inside the full training)."""
+    from ..training import Trainer
+
+    epochs = int(spec["training"]["epochs"])
+    if not 1 <= epoch <= epochs:
+        raise ValueError(
+            f"config key sweep.gradtag.epoch: {epoch} must be between 1 and training.epochs "
+            f"({epochs})"
+        )
+    short = {**spec, "training": {**spec["training"], "epochs": int(epoch)}}
+    trainer = Trainer(data, labels, short, device)
+    recorder = GradTagRecorder(trainer, [epoch], dim=dim, seed=seed)
+    trainer.observer = recorder
+    trainer.fit()
+    return recorder.statistics[epoch]
+
+
+def estimates_table(stats: GradientStatistics, subsets, ridge: float, provenance: dict):
+    """The GRADTAG table (pipeline/schema.py) of ``subsets``' estimates."""
+    import time
+
+    import pyarrow as pa
+
+    from ..schema import GRADTAG
+
+    started = time.perf_counter()
+    losses = estimate_subset_losses(stats, subsets, ridge)
+    relative = relative_losses(stats, losses, ridge)
+    seconds = time.perf_counter() - started
+    n = len(losses)
+    columns = {
+        "subset": losses["subset"].to_numpy(),
+        "members": [list(subsets[i]) for i in losses["subset"]],
+        "task": losses["task"].astype(str).tolist(),
+        "loss": losses["loss"].to_numpy(),
+        "relative_loss": relative.to_numpy(),
+        "dim": np.full(n, stats.dim, dtype=np.int32),
+        "ridge": np.full(n, float(ridge)),
+        "statistics_s": np.full(n, stats.seconds),
+        "estimate_s": np.full(n, seconds),
+    }
+    for name, value in provenance.items():
+        columns[name] = [value] * n
+    return pa.table({name: columns[name] for name in GRADTAG.names}, schema=GRADTAG)
+
+
+def affinity_from_tables(frames: Sequence[pd.DataFrame], tasks: Sequence[str]):
+    """The higher-order affinity of estimate tables (one per seed): each (subset, member)'s
+    relative loss averaged over the seeds, then Z(j -> i) = -mean over subsets holding both of
+    i's relative loss. A pair in no subset gets the target's mean affinity."""
+    from .higher_order import higher_order_affinity
+    from .table import Affinity
+
+    frame = pd.concat(frames, ignore_index=True)
+    frame["key"] = frame["members"].map(lambda m: "\x1f".join(m))
+    mean = frame.groupby(["key", "task"], as_index=False)["relative_loss"].mean()
+    mean = mean.rename(columns={"key": "subset", "relative_loss": "loss"})
+    affinity = higher_order_affinity(mean, tasks, require_all_pairs=False)
+    matrix = affinity.matrix.copy()
+    off = ~np.eye(len(tasks), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        target_mean = np.nanmean(np.where(off, matrix, np.nan), axis=0)
+    missing = np.isnan(matrix) & off
+    matrix[missing] = np.broadcast_to(target_mean, matrix.shape)[missing]
+    return Affinity(tuple(tasks), matrix)
