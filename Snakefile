@@ -23,4 +23,4 @@ rule all:
         rules.collect.output,
         rules.select.output,
         rules.estimates.output if ESTIMATES else [],
-        rules.affinity.output if STRATEGY == "tag" else [],
+        rules.affinity.output if STRATEGY.estimation == "recorded" else [],

@@ -5,8 +5,8 @@ No Snakemake: for each grid point the subsets are drawn with the workflow's own
 :func:`pipeline.strategies.sampled_subsets` (so ``cover_pairs`` and the default-m rule are the
 real ones), each subset network is trained in-process with :func:`pipeline.training.train_network`
 on the workflow's network spec (:func:`pipeline.sweep.network_spec`), its METRICS table is
-written to Parquet, and the groups are decided by :func:`pipeline.closed_loop.sampled_candidates`
-on those files, exactly as the ``candidates`` checkpoint does. A subset network is trained once
+written to Parquet, and the groups are decided by :func:`pipeline.strategies.sampled.sampled_groups`
+on those files, exactly as the ``groups`` checkpoint does. A subset network is trained once
 per (scenario, seed, subset) and cached under ``--out``: grid points that draw the same subset
 share it (each point still counts it in its own compute).
 
@@ -108,10 +108,10 @@ def main() -> None:
 
     import torch
 
-    from pipeline.closed_loop import sampled_candidates
     from pipeline.datasets import load_dataset
     from pipeline.split import make_split
     from pipeline.strategies import default_subsets, sampled_subsets
+    from pipeline.strategies.sampled import sampled_groups
 
     torch.set_num_threads(1)
     device = torch.device("cpu")
@@ -138,7 +138,7 @@ def main() -> None:
                         path, s = train_cached(config, data, labels, subset, seed, cache, device)
                         files.append(str(path))
                         seconds += s
-                    decided = sampled_candidates(files, tasks, [clusters])
+                    decided = sampled_groups(files, tasks, [clusters])
                     rows.append({
                         "scenario": scenario, "n": n, "clusters": clusters, "seed": seed,
                         "k": size, "factor": factor, "wanted": wanted, "m": m,

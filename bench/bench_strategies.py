@@ -134,7 +134,7 @@ def os_ari(results: Path, budget: float) -> float:
 
 
 def tag_ari(results: Path, groups: int) -> float:
-    path = next((results / "candidates").glob("*.json"), None)
+    path = next((results / "groups").glob("*.json"), None)
     if path is None:
         return float("nan")
     decided = json.loads(path.read_text())

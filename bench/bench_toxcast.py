@@ -87,7 +87,7 @@ def main() -> None:
         results, wall, peak = run(config, args.out, args.cores)
         print(f"\n## {config.name}: wall {wall / 60:.1f} min, peak memory {peak:.2f} GiB")
         print(stage_seconds(results).to_markdown())
-        groups = json.loads(next((results / "candidates").glob("*.json")).read_text())
+        groups = json.loads(next((results / "groups").glob("*.json")).read_text())
         print(f"\ncandidate networks: {len(groups['networks'])}")
         print(answer(results).to_markdown(floatfmt=".3f"))
         print(f"load after: {os.getloadavg()}", flush=True)

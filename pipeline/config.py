@@ -21,7 +21,7 @@ from .options import (  # noqa: F401
     validate_schema,
 )
 from .split import check_split, make_split
-from .strategies import first_stage_orders, resolve_strategy, sampled_subsets
+from .strategies import build_strategy, resolve_strategy
 from .sweep import count_networks, sweep_methods
 from .weighting import WEIGHTINGS
 
@@ -72,17 +72,11 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     # Canonical (dataset) order, so a network has one name whatever order the config lists.
     selected = set(tasks)
     config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
-    config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
-    too_big = [o for o in first_stage_orders(config["sweep"]) if o > len(tasks)]
-    if too_big:
-        raise ConfigError(
-            f"config key sweep.orders: order(s) {too_big} exceed the {len(tasks)} selected tasks"
-        )
-    if config["sweep"]["strategy"] == "sampled":
-        try:
-            sampled_subsets(config["dataset"]["tasks"], config["sweep"])
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+    try:
+        config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
+        build_strategy(config["sweep"]).check(config["dataset"]["tasks"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     planned = count_networks(len(tasks), config["sweep"])
     if planned > config["sweep"]["max_networks"]:
         raise ConfigError(

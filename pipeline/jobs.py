@@ -34,7 +34,10 @@ def select_job(input, output, params, log, threads) -> None:
     from .selection import run_selection
 
     try:
-        run_selection(input.metrics, params.selection, output, params.tasks, log[0])
+        groups = list(_named(input).get("groups", []))
+        run_selection(
+            input.metrics, params.selection, output, params.tasks, log[0], groups, params.strategy
+        )
     except Exception as err:
         with open(log[0], "a") as fh:
             print(f"select failed: {err}", file=fh)
@@ -42,22 +45,64 @@ def select_job(input, output, params, log, threads) -> None:
 
 
 def affinity_job(input, output, params, log) -> None:
-    from .closed_loop import concat_affinity
+    from .strategies.tag import concat_affinity
 
     rows = concat_affinity(list(input.affinity), output.affinity)
     with open(log[0], "w") as fh:
         print(f"{len(input.affinity)} files, {rows} rows", file=fh)
 
 
-def candidates_job(input, output, params, log) -> None:
-    from .closed_loop import candidates_job as decide
+def estimate_job(input, output, params, log) -> None:
+    """A strategy's estimation job (estimation "job"): one training method and seed."""
+    from .strategies import build_strategy
 
-    decide(input, output, params, log)
+    build_strategy(params.sweep).estimate(_named(input), output.estimate, params.settings, log[0])
+
+
+def groups_job(input, output, params, log) -> None:
+    """The groups checkpoint: the strategy decides which groups to train for the budgets and,
+    with selection.controls, random control groups of the same sizes
+    (pipeline/strategies/controls.py)."""
+    from .strategies import build_strategy
+    from .strategies.controls import draw_controls
+    from .strategies.groups import write_decided_groups
+    from .sweep import Network
+
+    strategy = build_strategy(params.sweep, params.tasks)
+    named = _named(input)
+    estimates = list(named.get("estimates", []))
+    metrics = list(named.get("metrics", []))
+    decided = strategy.decide(estimates, metrics, params.tasks, params.selection)
+    first_stage = {net.name for net in strategy.first_stage(params.tasks) if len(net.tasks) > 1}
+    for entry in decided["networks"]:
+        entry["first_stage"] = Network(tuple(entry["tasks"]), entry["size"]).name in first_stage
+    if params.selection.get("controls", True):
+        decided["controls"] = draw_controls(
+            decided["networks"], params.tasks, first_stage, params.selection["random_seed"]
+        )
+    decided = {"strategy": strategy.name, "estimate": strategy.estimate_description,
+               "method": params.method, "tasks": list(params.tasks), **decided}  # fmt: skip
+    write_decided_groups(decided, output.groups)
+    with open(log[0], "w") as fh:
+        print(
+            f"{strategy.name}: {len(decided['networks'])} decided group(s), "
+            f"{len(decided.get('controls', []))} control(s)",
+            file=fh,
+        )
 
 
 def estimates_job(input, output, params, log) -> None:
-    from .closed_loop import estimates_report
+    from .strategies.report import estimate_picture, estimates_report
 
-    estimates_report(input.metrics, list(input.candidates), output.table, output.summary)
+    estimates_report(input.metrics, list(input.groups), output.table, output.summary)
+    named = _named(input)
+    shown = estimate_picture(
+        input.metrics,
+        input.groups[0],
+        list(named.get("estimates", [])),
+        list(named.get("first_stage", [])),
+        output.picture,
+    )
     with open(log[0], "w") as fh:
-        print(f"estimates vs measured for {len(input.candidates)} method(s)", file=fh)
+        print(f"estimates vs measured for {len(input.groups)} method(s)", file=fh)
+        print(f"picture of {input.groups[0]}: {shown}", file=fh)

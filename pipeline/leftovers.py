@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .strategies import estimates
+from .strategies import estimates, read_decided_groups
+from .strategies.controls import read_controls
 from .sweep import method_key, plan_networks, sweep_methods
 
 # Per-network folders under results_dir, and the suffix of each one's files.
@@ -17,8 +18,7 @@ PER_NETWORK = {"runs": ".parquet", "logs/train": ".log", "benchmarks/train": ".t
 
 def expected_network_paths(config: dict) -> set[str]:
     """``<architecture>-<weighting>/seed<s>/<size>/<stem>`` of every network the config trains
-    (first stage; an estimating strategy's decided candidates where they were decided)."""
-    from .closed_loop import read_candidates
+    (first stage; an estimating strategy's decided groups where they were decided)."""
 
     results = Path(config["results_dir"])
     nets = plan_networks(config["dataset"]["tasks"], config["sweep"])
@@ -26,9 +26,9 @@ def expected_network_paths(config: dict) -> set[str]:
     for architecture, weighting in sweep_methods(config):
         method = method_key(architecture, weighting)
         decided = []
-        candidates = results / "candidates" / f"{method}.json"
-        if estimates(config["sweep"]) and candidates.exists():
-            decided = read_candidates(candidates)
+        groups = results / "groups" / f"{method}.json"
+        if estimates(config["sweep"]) and groups.exists():
+            decided = [*read_decided_groups(groups), *read_controls(groups)]
         for seed in config["sweep"]["seeds"]:
             for net in [*nets, *decided]:
                 expected.add(f"{method}/seed{seed}/{net.size}/{net.stem}")

@@ -189,19 +189,21 @@ AFFINITY = pa.schema(
     metadata={"taskgroup.table": "affinity", "taskgroup.schema_version": SCHEMA_VERSION},
 )
 
-# Each candidate group of an estimating strategy: its estimated benefit next to its measured one.
+# Each decided group of an estimating strategy: its estimated benefit next to its measured one.
 ESTIMATES = pa.schema(
     [
         pa.field("architecture", pa.string(), nullable=False),
         pa.field("weighting", pa.string(), nullable=False),
-        # tag | pairs: what estimated the benefit.
+        # The strategy (sweep.strategy) whose estimate decided the group.
         pa.field("strategy", pa.string(), nullable=False),
         pa.field("tasks", pa.list_(pa.string()), nullable=False),
         pa.field("n_tasks", pa.int32(), nullable=False),
-        # tag: mean affinity onto the members from the others (unitless, higher is better);
-        # pairs: HOA's estimated mean relative validation-loss gain over the full singles.
+        # The strategy's own estimate of the group, in ``estimate_unit`` (readable: tag's
+        # affinities are ~1e-6 of the loss, so parts per million; pairs and sampled: %).
         pa.field("estimated_benefit", pa.float64(), nullable=True),
-        # Measured mean relative loss gain of the members over their full single-task networks.
+        pa.field("estimate_unit", pa.string(), nullable=False),
+        # Measured mean relative loss gain of the members over their full single-task
+        # networks, in % (positive: the group is better).
         pa.field("measured_val_gain", pa.float64(), nullable=True),
         pa.field("measured_test_gain", pa.float64(), nullable=True),
         pa.field("seeds", pa.int32(), nullable=True),

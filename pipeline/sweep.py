@@ -27,8 +27,6 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import combinations
-from math import comb
 
 from .datasets import network_dataset
 
@@ -110,41 +108,17 @@ def canonical_tasks(tasks: list[str] | tuple[str, ...], order: list[str]) -> tup
 
 def count_networks(n_tasks: int, sweep: dict) -> int:
     """How many networks :func:`plan_networks` returns, without building them."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    from .strategies import build_strategy
 
-    orders = first_stage_orders(sweep)
-    count = 0
-    for order in orders:
-        count += comb(n_tasks, order) * (len(sweep["sizes"]) if order == 1 else 1)
-    if trains_all_in_one(sweep) and n_tasks > 1 and n_tasks not in orders:
-        count += 1
-    if sweep.get("strategy") == "sampled":
-        from .strategies import default_subsets
-
-        options = sweep.get("sampled", {})
-        count += options.get("subsets") or default_subsets(n_tasks, options.get("size", 4))
-    return count
+    return build_strategy(sweep, n_tasks).count_first_stage(n_tasks)
 
 
 def plan_networks(tasks: list[str], sweep: dict) -> list[Network]:
-    """The first stage of ``sweep.strategy`` (pipeline/strategies.py): singles at every size,
-    full-size sets of every other order it trains, and the all-in-one network where asked or
-    needed, without duplicates."""
-    from .strategies import first_stage_orders, trains_all_in_one
+    """The first stage of the sweep's strategy (pipeline/strategies/): the networks trained
+    before any estimate."""
+    from .strategies import build_strategy
 
-    nets: list[Network] = []
-    for order in first_stage_orders(sweep):
-        for combo in combinations(tasks, order):
-            sizes = sweep["sizes"] if order == 1 else ["full"]
-            nets += [Network(combo, size) for size in sizes]
-    if trains_all_in_one(sweep) and len(tasks) > 1:
-        nets.append(Network(tuple(tasks), "full"))
-    if sweep.get("strategy") == "sampled":
-        from .strategies import sampled_subsets
-
-        nets += [Network(subset, "full") for subset in sampled_subsets(tasks, sweep)]
-    position = {t: i for i, t in enumerate(tasks)}
-    return sorted(set(nets), key=lambda n: (len(n.tasks), n.size, [position[t] for t in n.tasks]))
+    return build_strategy(sweep, tasks).first_stage(tasks)
 
 
 # "Training method" (also: mtl method): an architecture x loss-weighting pair, the folder

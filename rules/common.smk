@@ -14,15 +14,16 @@ from pipeline.config import ConfigError, resolve_config
 from pipeline.datasets import split_params
 from pipeline.jobs import (
     affinity_job,
-    candidates_job,
     collect_job,
+    estimate_job,
     estimates_job,
+    groups_job,
     select_job,
     split_job,
     train_job,
 )
-from pipeline.closed_loop import read_candidates
-from pipeline.strategies import estimates
+from pipeline.strategies import build_strategy, read_decided_groups
+from pipeline.strategies.controls import read_controls
 from pipeline.sweep import (
     Network,
     method_key,
@@ -54,9 +55,10 @@ NETWORKS = plan_networks(TASKS, config["sweep"])
 # File stems are short hashes for odd or many task names: the wildcard is looked up, never
 # parsed back into task names (a name may contain "+", "/" or anything else).
 NETWORK_BY_STEM = {(net.size, net.stem): net for net in NETWORKS}
-# tag / pairs: a second stage of networks is decided at run time (rules/estimate.smk).
-STRATEGY = config["sweep"]["strategy"]
-ESTIMATES = estimates(config["sweep"])
+# The sweep's strategy (pipeline/strategies/): the rules ask it what to train and estimate.
+# An estimating one decides a second stage of networks at run time (rules/estimate.smk).
+STRATEGY = build_strategy(config["sweep"], TASKS)
+ESTIMATES = STRATEGY.estimates
 ALL_IN_ONE = Network(tuple(TASKS), "full")
 
 
@@ -81,19 +83,21 @@ def first_stage_files():
     ]
 
 
-def candidates_file(method):
-    return f"{RESULTS}/candidates/{method}.json"
+def groups_file(method):
+    return f"{RESULTS}/groups/{method}.json"
 
 
 def second_stage(method):
-    """The networks the checkpoint decided to train for ``method`` (none before it ran), less
-    those the first stage trains anyway."""
-    path = candidates_file(method)
+    """The networks the checkpoint decided to train for ``method`` (none before it ran): the
+    decided groups and their random controls, less those the first stage trains anyway.
+    """
+    path = groups_file(method)
     if not ESTIMATES or not os.path.exists(path):
         return []
+    decided = [*read_decided_groups(path), *read_controls(path)]
     return [
         net
-        for net in read_candidates(path)
+        for net in dict.fromkeys(decided)
         if (net.size, net.stem) not in NETWORK_BY_STEM
     ]
 
@@ -107,21 +111,13 @@ def decided_network_files(wildcards=None):
     if ESTIMATES:
         for method in METHODS:
             architecture, weighting = method.split("-", 1)
-            checkpoints.candidates.get(architecture=architecture, weighting=weighting)
+            checkpoints.groups.get(architecture=architecture, weighting=weighting)
             files += [
                 network_file(net, seed, method)
                 for seed in SEEDS
                 for net in second_stage(method)
             ]
     return files
-
-
-def tag_settings():
-    """TAG's lookahead settings (the lookahead step defaults to the training's learning rate)."""
-    tag = dict(config["sweep"]["tag"])
-    if tag["lookahead_lr"] is None:
-        tag["lookahead_lr"] = config["training"]["lr"]
-    return tag
 
 
 def train_spec(wildcards):
@@ -147,16 +143,43 @@ def train_spec(wildcards):
     )
 
 
-def candidate_inputs(wildcards):
+def estimate_file(method, seed):
+    """One method's and seed's estimate: TAG's recorded affinity, or an estimation job's."""
+    if STRATEGY.estimation == "recorded":
+        return f"{RESULTS}/affinity/{method}/seed{seed}.parquet"
+    return f"{RESULTS}/estimate/{method}/seed{seed}.parquet"
+
+
+def estimate_inputs(wildcards):
+    """An estimation job's inputs, as its strategy names them."""
     method = f"{wildcards.architecture}-{wildcards.weighting}"
-    if STRATEGY == "tag":
-        return {
-            "affinity": [
-                f"{RESULTS}/affinity/{method}/seed{seed}.parquet" for seed in SEEDS
-            ]
-        }
+    return {
+        "split": rules.split.output.split,
+        **STRATEGY.estimate_inputs(method, int(wildcards.seed), network_file, TASKS),
+    }
+
+
+def group_inputs(wildcards):
+    """The groups checkpoint decides from the estimates (one per seed) where the strategy
+    makes them, from the first stage's metrics otherwise."""
+    method = f"{wildcards.architecture}-{wildcards.weighting}"
+    if STRATEGY.estimation is not None:
+        return {"estimates": [estimate_file(method, seed) for seed in SEEDS]}
     return {
         "metrics": [
+            network_file(net, seed, method) for seed in SEEDS for net in NETWORKS
+        ]
+    }
+
+
+def picture_inputs(wildcards):
+    """What the picture of the first training method's estimate is drawn from: its estimate
+    files, or (estimate made inside the checkpoint) its first-stage metrics."""
+    method = METHODS[0]
+    if STRATEGY.estimation is not None:
+        return {"estimates": [estimate_file(method, seed) for seed in SEEDS]}
+    return {
+        "first_stage": [
             network_file(net, seed, method) for seed in SEEDS for net in NETWORKS
         ]
     }

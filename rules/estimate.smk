@@ -1,12 +1,13 @@
-# Estimating strategies (sweep.strategy tag | pairs): a first stage estimates how tasks affect
-# each other, a checkpoint decides which groups to train, and only those are trained for real
-# (by rule train) before the exact solve over measured results.
+# Estimating strategies (pipeline/strategies/; STRATEGY.estimates): a first stage estimates how
+# tasks affect each other, a checkpoint decides which groups to train, and only those are
+# trained for real (by rule train) before the exact solve over measured results.
 
 
-if STRATEGY == "tag":
+if STRATEGY.estimation == "recorded":
 
-    # TAG: the all-in-one network trained once per method and seed, recording inter-task
-    # affinity. Its metrics file is the all-in-one network's: recording never changes training.
+    # The estimate is recorded while the all-in-one network trains (TAG's lookahead), once per
+    # method and seed. Its metrics file is the all-in-one network's: recording never changes
+    # training.
     rule estimate_affinity:
         input:
             split=rules.split.output.split,
@@ -32,7 +33,7 @@ if STRATEGY == "tag":
                 w.architecture,
                 w.weighting,
             ),
-            tag=tag_settings(),
+            tag=STRATEGY.recording_params(config),
             checkpoint=f"{RESULTS}/checkpoints/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.pt",
             inprocess_entry="pipeline.training:run_snakemake_job",
         run:
@@ -43,9 +44,7 @@ if STRATEGY == "tag":
     rule affinity:
         input:
             affinity=[
-                f"{RESULTS}/affinity/{method}/seed{seed}.parquet"
-                for method in METHODS
-                for seed in SEEDS
+                estimate_file(method, seed) for method in METHODS for seed in SEEDS
             ],
         output:
             affinity=f"{RESULTS}/affinity.parquet",
@@ -58,37 +57,69 @@ if STRATEGY == "tag":
             affinity_job(input, output, params, log)
 
 
+if STRATEGY.estimation == "job":
+
+    # The strategy's own estimation job, per method and seed, after the first-stage files it
+    # names (e.g. the all-in-one network's).
+    rule estimate:
+        input:
+            unpack(estimate_inputs),
+        output:
+            estimate=f"{RESULTS}/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.parquet",
+        log:
+            f"{RESULTS}/logs/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/estimate/{{architecture}}-{{weighting}}/seed{{seed}}.tsv"
+        priority: 10
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            sweep={"strategy": STRATEGY.name, STRATEGY.name: STRATEGY.options},
+            settings=STRATEGY.estimate_params(config),
+        run:
+            estimate_job(input, output, params, log)
+
+
 if ESTIMATES:
 
-    checkpoint candidates:
+    checkpoint groups:
         input:
-            unpack(candidate_inputs),
+            unpack(group_inputs),
         output:
-            candidates=f"{RESULTS}/candidates/{{architecture}}-{{weighting}}.json",
+            groups=f"{RESULTS}/groups/{{architecture}}-{{weighting}}.json",
         log:
-            f"{RESULTS}/logs/candidates/{{architecture}}-{{weighting}}.log",
+            f"{RESULTS}/logs/groups/{{architecture}}-{{weighting}}.log",
         resources:
             mem_mb=4000,
             runtime=30,
         params:
-            strategy=STRATEGY,
+            # The whole sweep: the controls avoid the first stage's networks.
+            sweep=config["sweep"],
             tasks=TASKS,
-            budgets=config["selection"]["budgets"],
             selection=config["selection"],
             method=lambda w: f"{w.architecture}-{w.weighting}",
         run:
-            candidates_job(input, output, params, log)
+            groups_job(input, output, params, log)
 
-    # Each candidate's estimated benefit next to its measured one.
+    # Each decided group's estimated benefit next to its measured one, and the picture of
+    # the first training method's estimate.
     rule estimates:
         input:
+            unpack(picture_inputs),
             metrics=rules.collect.output.parquet,
-            candidates=[candidates_file(method) for method in METHODS],
+            groups=[groups_file(method) for method in METHODS],
         output:
             table=f"{RESULTS}/estimates.parquet",
             summary=report(
                 f"{RESULTS}/estimates.md",
                 caption="../report/estimates.rst",
+                category="Grouping",
+            ),
+            picture=report(
+                f"{RESULTS}/estimate_matrix.png",
+                caption="../report/estimate_matrix.rst",
                 category="Grouping",
             ),
         log:
@@ -97,6 +128,6 @@ if ESTIMATES:
             mem_mb=2000,
             runtime=10,
         params:
-            strategy=STRATEGY,
+            strategy=STRATEGY.name,
         run:
             estimates_job(input, output, params, log)

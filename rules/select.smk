@@ -4,6 +4,8 @@
 rule select:
     input:
         metrics=rules.collect.output.parquet,
+        # An estimating strategy's decided groups and controls: the control's pool.
+        groups=[groups_file(method) for method in METHODS] if ESTIMATES else [],
     output:
         groupings=f"{RESULTS}/groupings.parquet",
         plot=report(
@@ -24,5 +26,11 @@ rule select:
     params:
         selection=config["selection"],
         tasks=TASKS,
+        strategy={
+            "name": STRATEGY.name,
+            "estimates": STRATEGY.estimates,
+            "estimate": STRATEGY.estimate_description,
+            "trains_pairs": STRATEGY.trains_pairs,
+        },
     run:
         select_job(input, output, params, log, threads)

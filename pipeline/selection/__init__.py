@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..schema import GROUPINGS
+from . import controls
 from .candidates import CandidateFrames, build, query_external, query_metrics
 from .external import read_external
 from .outputs import groupings_frame, plot_curves, summary_markdown, write_groupings, write_text
@@ -59,25 +60,95 @@ class OutputPaths:
 
 
 def _solve_and_write(
-    frames: CandidateFrames, settings: Settings, out: OutputPaths, source: str
+    frames: CandidateFrames,
+    settings: Settings,
+    out: OutputPaths,
+    source: str,
+    pools: dict | None = None,
+    seconds: pd.DataFrame | None = None,
+    strategy: dict | None = None,
 ) -> pd.DataFrame:
     if frames.candidates.empty:
         raise ValueError(
             f"{source}: no candidate networks (all diverged, or none has a loss "
             "for the selected tasks)"
         )
-    results = []
+    results, sections = [], []
     for cand in build(frames, settings.epoch, settings.cost):
-        outcomes = solve_candidates(cand, settings)
-        results.append((cand, [score(o, cand) for o in outcomes]))
+        mine = (pools or {}).get((cand.architecture, cand.weighting)) if settings.controls else None
+        if mine is not None:
+            # The strategy's answer never uses a control; the control's never a decided group.
+            cand, control = controls.split(cand, mine)
+        outcomes = solve_candidates(cand, settings, _left_out(strategy))
+        if mine is not None:
+            outcomes += controls.control_outcomes(control, settings)
+        scored = [score(o, cand) for o in outcomes]
+        results.append((cand, scored))
+        if mine is not None:
+            sections.append(controls.section(mine, control, scored, _seconds(seconds, cand, mine)))
+        else:
+            sections.append("")
         if not any(o.method == "optimal" and o.status == "ok" for o in outcomes):
             notes = {o.note for o in outcomes if o.method == "optimal"}
             raise InfeasibleBudget(f"{cand.label}: no budget is feasible: {'; '.join(notes)}")
     frame = groupings_frame(results, settings)
     write_groupings(frame, out.groupings)
     plot_curves(frame, out.plot)
-    write_text(summary_markdown(results, settings, frames.excluded, source), out.summary)
+    text = summary_markdown(
+        results, settings, frames.excluded, source, sections, _strategy_line(strategy)
+    )
+    write_text(text, out.summary)
     return frame
+
+
+def _left_out(strategy: dict | None) -> dict[str, str]:
+    """Methods not run for this sweep's strategy, with the one line that says why."""
+    if strategy is None or strategy.get("trains_pairs", True):
+        return {}
+    return {
+        "hoa": f"left out: Standley's HOA estimates task sets from every trained pair, and "
+        f"sweep.strategy {strategy['name']} trains pairs only where it decided them"
+    }
+
+
+def _strategy_line(strategy: dict | None) -> str:
+    """The summary's statement of the strategy and of which totals are measured."""
+    if strategy is None:
+        return ""
+    name = strategy["name"]
+    if not strategy.get("estimates"):
+        what = f"Strategy: **{name}** (`sweep.strategy`): nothing estimated."
+    else:
+        what = (
+            f"Strategy: **{name}** (`sweep.strategy`). Its estimate ({strategy['estimate']}) "
+            "only decided which groups to train; estimates.md sets it against what was measured."
+        )
+    return (
+        f"{what} Every total below is **measured** (test losses of trained networks), except "
+        "HOA's choices that include a task set never trained (`*`), for which no total is "
+        "reported.\n\n"
+    )
+
+
+def _seconds(seconds: pd.DataFrame | None, cand, pools) -> float | None:
+    if seconds is None:
+        return None
+    mine = seconds[
+        (seconds["architecture"] == cand.architecture)
+        & (seconds["weighting"] == cand.weighting)
+        & seconds["network"].isin(list(pools.controls))
+    ]
+    return float(mine["seconds"].sum())
+
+
+def network_seconds(metrics_path: str | os.PathLike) -> pd.DataFrame:
+    """Training seconds per method and network, summed over seeds (network_seconds.sql)."""
+    import duckdb
+
+    from .candidates import sql
+
+    with duckdb.connect() as con:
+        return con.execute(sql("network_seconds"), {"metrics": str(metrics_path)}).df()
 
 
 def run_selection(
@@ -86,17 +157,26 @@ def run_selection(
     out_dir: str | os.PathLike | object,
     tasks: list[str] | None = None,
     log_path: str | os.PathLike | None = None,
+    groups_files: list[str] | None = None,
+    strategy: dict | None = None,
 ) -> None:
     """Solve from a collected metrics Parquet file (METRICS schema) with the config's
     ``selection:`` section; write groupings.parquet, budget_curve.png and summary.md.
 
     ``out_dir``: a directory, or an object with groupings/plot/summary paths (Snakemake's
     output). ``tasks``: the tasks to cover (default: every task in the metrics). ``log_path``:
-    where to append a one-line-per-method log.
+    where to append a one-line-per-method log. ``groups_files``: an estimating strategy's
+    decided groups (results/groups/*.json); their controls get their own solve (controls.py).
+    ``strategy``: the sweep's strategy (name, estimates, estimate, trains_pairs), for the
+    summary and to leave out HOA where no pairs were trained.
     """
     settings = Settings.from_config(selection_config)
     frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
-    frame = _solve_and_write(frames, settings, OutputPaths.of(out_dir), str(metrics_path))
+    pools = controls.read_pools(groups_files or [])
+    seconds = network_seconds(metrics_path) if pools else None
+    frame = _solve_and_write(
+        frames, settings, OutputPaths.of(out_dir), str(metrics_path), pools, seconds, strategy
+    )
     _log(frame, frames, log_path)
 
 

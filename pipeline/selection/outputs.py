@@ -26,6 +26,7 @@ LABELS = {
     "independent_mix": "independent (mixed sizes)",
     "random": "random",
     "worst": "worst",
+    "control": "random control (trained)",
 }
 
 
@@ -114,15 +115,17 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         "independent_mix": "<--",
         "random": "x:",
         "worst": "+:",
+        "control": "P-.",
     }
     objective = frame["objective"].iloc[0] if len(frame) else "sum"
     for ax, (arch, weighting) in zip(axes[0], panels):
         panel = totals[(totals["architecture"] == arch) & (totals["weighting"] == weighting)]
-        for method in METHODS + BASELINES:
+        for method in (*METHODS, *BASELINES, "control"):
             line = panel[panel["selection_method"] == method]
             if line.empty:
                 continue
-            ax.plot(line["budget"], line["total"], styles[method], label=LABELS[method])
+            label = LABELS[method] + ("; %: share earned" if method == "control" else "")
+            ax.plot(line["budget"], line["total"], styles[method], label=label)
             if line["std"].notna().any():
                 ax.fill_between(
                     line["budget"],
@@ -130,6 +133,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
                     line["total"] + line["std"].fillna(0),
                     alpha=0.15,
                 )
+        _annotate_share(ax, panel)
         ax.set_title(f"{arch} / {weighting}")
         ax.set_xlabel("inference budget (full-size single-task networks)")
         ax.set_ylabel("total test loss" + (" (normalised)" if objective == "normalised" else ""))
@@ -141,6 +145,22 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
             fig.savefig(tmp, format="png", dpi=120)
     finally:
         plt.close(fig)
+
+
+def _annotate_share(ax, panel: pd.DataFrame) -> None:
+    """Beside each control point: the share of the strategy's gain over all-in-one that its
+    estimate earns (controls.comparison's share_earned, from the plotted totals)."""
+    by = {m: line.set_index("budget")["total"] for m, line in panel.groupby("selection_method")}
+    if "control" not in by:
+        return
+    for budget, control in by["control"].items():
+        strategy = by.get("optimal", pd.Series(dtype=float)).get(budget, np.nan)
+        all_in_one = by.get("all_in_one", pd.Series(dtype=float)).get(budget, np.nan)
+        gain = all_in_one - strategy
+        if np.isfinite(gain) and gain > 0 and np.isfinite(control):
+            share = (control - strategy) / gain
+            ax.annotate(f"{round(share * 100):d} %", (budget, control), fontsize=7,
+                        textcoords="offset points", xytext=(3, 4))  # fmt: skip
 
 
 def _fmt(total: float, std: float) -> str:
@@ -307,6 +327,8 @@ def summary_markdown(
     settings: Settings,
     excluded: pd.DataFrame,
     source: str,
+    sections: list[str] | None = None,
+    preface: str = "",
 ) -> str:
     """Which tasks train together at each budget, per method, whether it beats baselines by
     more than the seed noise, and which answers are not proven optimal."""
@@ -322,7 +344,11 @@ def summary_markdown(
         tolerance=f"{settings.cost_tolerance:g}",
         cost_unit=results[0][0].cost_unit if results else "—",
         cost_model=settings.cost,
-        methods="\n".join(_method_section(c, s, settings, excluded) for c, s in results),
+        methods=preface
+        + "\n".join(
+            _method_section(c, s, settings, excluded) + extra
+            for (c, s), extra in zip(results, sections or [""] * len(results))
+        ),
     )
 
 

@@ -32,6 +32,8 @@ class Settings:
     objective: str = "sum"
     random_samples: int = 1000
     random_seed: int = 0
+    # Solve over an estimating strategy's random controls too (selection.controls; controls.py).
+    controls: bool = True
     # Absolute slack on every budget. A multi-task network's extra heads cost a rounding error
     # of the shared trunk (a 12-task network costs 1.0095); Standley counts every full network
     # as 1, so "budget 1 buys the all-in-one network" must survive that rounding.
@@ -297,8 +299,20 @@ SOLVERS: dict[str, Callable[[Candidates, Settings], list[Outcome]]] = {
 assert tuple(SOLVERS) == METHODS + BASELINES
 
 
-def solve_candidates(cand: Candidates, settings: Settings) -> list[Outcome]:
-    """Every method and baseline at every budget for one method's candidates."""
+def solve_candidates(
+    cand: Candidates, settings: Settings, left_out: dict[str, str] | None = None
+) -> list[Outcome]:
+    """Every method and baseline at every budget for one method's candidates; those named in
+    ``left_out`` are not run, each budget 'unavailable' with the given reason."""
     if settings.objective == "normalised":
         cand = cand.normalised()
-    return [outcome for solver in SOLVERS.values() for outcome in solver(cand, settings)]
+    left_out = left_out or {}
+    return [
+        outcome
+        for name, solver in SOLVERS.items()
+        for outcome in (
+            [Outcome(name, b, "unavailable", left_out[name]) for b in settings.budgets]
+            if name in left_out
+            else solver(cand, settings)
+        )
+    ]
