@@ -74,7 +74,9 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
     try:
         config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
-        build_strategy(config["sweep"]).check(config["dataset"]["tasks"])
+        strategy = build_strategy(config["sweep"])
+        strategy.check(config["dataset"]["tasks"])
+        strategy.check_config(config, data)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     planned = count_networks(len(tasks), config["sweep"])

@@ -7,6 +7,9 @@ citing its paper; the interface and the workflow's questions: ``base.py``).
   affinity (Fifty et al. 2021); the groups TAG's selection picks for the budgets are trained.
 * ``sampled``: singles and random task subsets; their losses give the higher-order affinity
   (Li et al. 2023), and the groups selected on it are trained.
+* ``gradtag``: singles and the all-in-one network; every pair's fine-tuned losses estimated
+  from projected gradients of its first epoch (Li, Sharma & Zhang 2024) give the affinity whose
+  groups are trained.
 * ``auto`` (the default, resolved by :func:`resolve_strategy`, the only place that knows it):
   ``exhaustive`` up to ``sweep.auto_max_tasks`` tasks, ``tag`` above. At 16 tasks the
   exhaustive sweep is 16 x 2 singles + 120 pairs + 560 triples; TAG needs one training plus at
@@ -22,12 +25,15 @@ from collections.abc import Sequence
 
 from .base import ESTIMATION_KINDS, Strategy
 from .exhaustive import Exhaustive
+from .gradtag import GradTag
 from .groups import budget_groups, read_decided_groups
 from .pairs import Pairs
 from .sampled import Sampled, default_subsets, sampled_subsets
 from .tag import Tag
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Exhaustive, Pairs, Tag, Sampled)}
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Exhaustive, Pairs, Tag, Sampled, GradTag)
+}
 
 # The schema's default for sweep.strategy, resolved per number of tasks.
 AUTO = "auto"
