@@ -167,6 +167,93 @@ def stage_sampled(args, cache: Path) -> None:
     pd.DataFrame(rows).to_parquet(cache / "sampled.parquet")
 
 
+def stage_toxcast(args, cache: Path) -> None:
+    """Grad-TAG's cost at 617 tasks: one epoch of the all-in-one training (the meta
+    initialisation at the default epoch 1), the gradient statistics, and every pair's estimate
+    (190,026 pairs), against the plain training's epochs; peak resident memory of this process
+    after each step (ru_maxrss)."""
+    import resource
+
+    from pipeline.affinity.gradtag import estimate_subset_losses, estimation_subsets
+    from pipeline.config import resolve_config
+    from pipeline.datasets import load_dataset
+    from pipeline.split import make_split
+    from pipeline.sweep import network_spec
+    from pipeline.training import Trainer
+
+    def peak_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    config = resolve_config({"dataset": {"name": "toxcast"}, "training": {"epochs": 1}},
+                            check_data=False)  # fmt: skip
+    data = load_dataset(config["dataset"])
+    labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
+    tasks = tuple(config["dataset"]["tasks"])
+    spec = network_spec(config, tasks, "full", 0)
+    rows = {"tasks": len(tasks), "load_start": os.getloadavg()[0], "peak_mb_loaded": peak_mb()}
+    trainer = Trainer(data, labels, spec, CPU)
+    started = time.perf_counter()
+    trainer.fit()
+    rows["one_epoch_training_s"] = time.perf_counter() - started
+    rows["peak_mb_after_training"] = peak_mb()
+    from pipeline.affinity.gradtag import gradient_statistics
+
+    stats = gradient_statistics(trainer.model, trainer, dim=args.dims[0], seed=0)
+    rows["statistics_s"] = stats.seconds
+    rows["peak_mb_after_statistics"] = peak_mb()
+    subsets = estimation_subsets(tasks)
+    started = time.perf_counter()
+    losses = estimate_subset_losses(stats, subsets, 1.0)
+    rows["pairs"] = len(subsets)
+    rows["pair_estimates_s"] = time.perf_counter() - started
+    rows["peak_mb_after_estimates"] = peak_mb()
+    rows["finite_estimates"] = bool(np.isfinite(losses["loss"]).all())
+    rows["dim"] = args.dims[0]
+    rows["load_end"] = os.getloadavg()[0]
+    print(json.dumps(rows), flush=True)
+    (cache / "toxcast.json").write_text(json.dumps(rows, indent=1))
+
+
+def stage_planted(args, cache: Path) -> None:
+    """ARI of gradtag's grouping at the planted number of groups on the planted synthetic
+    scenarios of bench/bench_sampled_defaults.py (same data, network and training; seed s is the
+    split, training and projection seed), theta* at epochs 1 and 5, ridges 1 and 10."""
+    import sys
+
+    from sklearn.metrics import adjusted_rand_score
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_sampled_defaults import base_config
+
+    from pipeline.affinity import candidate_groups
+    from pipeline.affinity.gradtag import all_pairs, gradtag_affinity, meta_statistics
+    from pipeline.datasets import load_dataset
+    from pipeline.split import make_split
+    from pipeline.sweep import network_spec
+
+    rows = []
+    for scenario in args.scenarios:
+        for seed in args.planted_seeds:
+            config = base_config(scenario, seed, 5)
+            data = load_dataset(config["dataset"])
+            labels = make_split(data.n_rows, config["split"]["fractions"], seed)
+            tasks = tuple(config["dataset"]["tasks"])
+            spec = network_spec(config, tasks, "full", seed)
+            planted = [data.true_groups[t] for t in tasks]
+            for epoch in (1, 5):
+                started = time.perf_counter()
+                stats = meta_statistics(data, labels, spec, epoch, 128, seed, CPU)
+                seconds = time.perf_counter() - started
+                for ridge in (1.0, 10.0):
+                    affinity = gradtag_affinity(stats, all_pairs(tasks), ridge)
+                    (grouping,) = candidate_groups(affinity, [len(set(planted))])
+                    ari = adjusted_rand_score(planted, grouping.labels())
+                    rows.append({"scenario": scenario, "seed": seed, "epoch": epoch,
+                                 "ridge": ridge, "ari": ari, "seconds": seconds})  # fmt: skip
+                    print(rows[-1], flush=True)
+    pd.DataFrame(rows).to_parquet(cache / "planted.parquet")
+
+
 # ---- truth -----------------------------------------------------------------------------------
 def truth_losses(truth: Path) -> pd.DataFrame:
     """Final-epoch validation loss of every (network, member, seed) of the exhaustive sweep,
@@ -273,6 +360,13 @@ def report(args, cache: Path) -> str:
                                 != weighted.index.get_level_values(1)]  # fmt: skip
             weighted.index.names = ["source", "target"]
             o, w = rank_scores(weighted, truth["mean"])
+            for epoch, ep in part.groupby("epoch"):
+                z = ep.set_index(["source", "target"])["value"]
+                z = z[z.index.get_level_values(0) != z.index.get_level_values(1)]
+                eo, ew = rank_scores(z, truth["mean"])
+                lines.append(
+                    f"| tag | {variant}, epoch {epoch} only | {eo:+.2f} | {ew:+.2f} | — | — |"
+                )
             cost = part["seconds"].iloc[0] if len(part) else float("nan")
             lines.append(
                 f"| tag | {variant} | {o:+.2f} | {w:+.2f} | — | "
@@ -361,6 +455,9 @@ def main() -> None:
     parser.add_argument("--dims", nargs="+", type=int, default=[128])
     parser.add_argument("--meta-epochs", nargs="+", type=int, default=[1, 2, 3, 5, 10])
     parser.add_argument("--tag-variants", nargs="+", default=["default", "lr_x100"])
+    parser.add_argument("--scenarios", nargs="+",
+                        default=["synthetic12", "synthetic12x3", "synthetic30"])  # fmt: skip
+    parser.add_argument("--planted-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
@@ -368,7 +465,9 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     for stage in args.stages:
-        {"gradtag": stage_gradtag, "tag": stage_tag, "sampled": stage_sampled}[stage](args, cache)
+        stages = {"gradtag": stage_gradtag, "tag": stage_tag, "sampled": stage_sampled,
+                  "toxcast": stage_toxcast, "planted": stage_planted}  # fmt: skip
+        stages[stage](args, cache)
     if args.report:
         text = report(args, cache)
         print(text)
