@@ -5,7 +5,7 @@ Truth: the exhaustive Tox21 sweep (``sweep.orders: [1, 2, 3]``, ``sizes: [full]`
 2, default training), run with the real Snakemake into ``--truth`` (its ``results/runs``
 files). The gain of task j in the network {i, j} is ``(L_j({j}) - L_j({i, j})) / L_j({j})``
 with final-epoch validation losses, mean over the 3 seeds (132 ordered pairs); triples the same
-way (660 (triple, member) cells).
+way where they were trained (every cell measured is used).
 
 Estimators, each computed here in-process with the workflow's own code on the workflow's
 network specs (so the all-in-one network is the sweep's, seed for seed):
