@@ -25,7 +25,7 @@ from .options import (  # noqa: F401
     validate_schema,
 )
 from .split import check_split, make_split
-from .strategies import build_strategy, resolve_strategy
+from .strategies import AUTO, AUTO_FALLBACK, build_strategy, resolve_strategy
 from .sweep import count_networks, half_deploy_cost, resolve_sizes, sweep_methods
 from .weighting import WEIGHTINGS
 
@@ -76,9 +76,25 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
     # Canonical (dataset) order, so a network has one name whatever order the config lists.
     selected = set(tasks)
     config["dataset"]["tasks"] = [t for t in data.task_names if t in selected]
+    auto = (config["sweep"].get("strategy") or AUTO) == AUTO
     try:
         config["sweep"]["strategy"] = resolve_strategy(config["sweep"], len(tasks))
-        build_strategy(config["sweep"]).check(config["dataset"]["tasks"])
+        strategy = build_strategy(config["sweep"])
+        strategy.check(config["dataset"]["tasks"])
+        try:
+            strategy.check_config(config, data)
+        except ValueError as err:
+            fallback = AUTO_FALLBACK.get(strategy.name) if auto else None
+            if fallback is None:
+                raise
+            # auto's choice does not fit this model or these tasks: what validate accepts runs.
+            message = f"sweep.strategy auto: {strategy.name} does not apply ({err}); {fallback}"
+            if warn is not None:
+                warn(message)
+            config["sweep"]["strategy"] = fallback
+            strategy = build_strategy(config["sweep"])
+            strategy.check(config["dataset"]["tasks"])
+            strategy.check_config(config, data)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     _resolve_sizes(config, len(tasks), warn)

@@ -308,3 +308,31 @@ PREDICTIONS = pa.schema(
     ],
     metadata={"taskgroup.table": "predictions", "taskgroup.schema_version": SCHEMA_VERSION},
 )
+
+# Grad-TAG's estimates (pipeline/affinity/gradtag.py): one row per estimated subset x member,
+# each member's estimated validation loss after a linearised fine-tune on the subset from the
+# all-in-one network's parameters at epoch meta_epoch, and that loss relative to the member's
+# own estimate alone (below 1: its partners help).
+GRADTAG = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("network", pa.string(), nullable=False),
+        pa.field("architecture", pa.string(), nullable=False),
+        pa.field("weighting", pa.string(), nullable=False),
+        pa.field("seed", pa.int64(), nullable=False),
+        pa.field("subset", pa.int64(), nullable=False),
+        pa.field("members", pa.list_(pa.string()), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        # Mean validation loss (the training loss: cross-entropy, squared standardised error).
+        pa.field("loss", pa.float64(), nullable=False),
+        pa.field("relative_loss", pa.float64(), nullable=False),
+        pa.field("meta_epoch", pa.int32(), nullable=False),
+        pa.field("dim", pa.int32(), nullable=False),
+        pa.field("ridge", pa.float64(), nullable=False),
+        # Seconds: the gradient statistics, then all subsets' estimates.
+        pa.field("statistics_s", pa.float64(), nullable=False),
+        pa.field("estimate_s", pa.float64(), nullable=False),
+        pa.field("config_hash", pa.string(), nullable=False),
+    ],
+    metadata={"taskgroup.table": "gradtag", "taskgroup.schema_version": SCHEMA_VERSION},
+)

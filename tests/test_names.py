@@ -166,14 +166,14 @@ def test_toxcast_default_split_check_is_fast_and_warns_of_the_tasks(toxcast: Dat
     assert "NVS_ENZ_hTrkA" in str(got[0].message) or len(notes) > 20
 
 
-def test_toxcast_exhaustive_is_refused_before_planning_and_auto_picks_tag() -> None:
+def test_toxcast_exhaustive_is_refused_before_planning_and_auto_picks_gradtag() -> None:
     with pytest.raises(ConfigError, match=r"617 tasks plan 39,\d{3},\d{3} networks"):
         resolve_config(
             {"dataset": {"name": "toxcast"}, "sweep": {"strategy": "exhaustive"}}, check_data=False
         )
     config = resolve_config({"dataset": {"name": "toxcast"}}, check_data=False)
-    assert config["sweep"]["strategy"] == "tag"
-    # TAG's first stage: the singles at both sizes and the all-in-one estimation network.
+    assert config["sweep"]["strategy"] == "gradtag"
+    # Grad-TAG's first stage: the singles at both sizes and the all-in-one network.
     assert count_networks(617, config["sweep"]) == 2 * 617 + 1
 
 

@@ -59,8 +59,10 @@ def test_the_bound_is_the_cheapest_grouping_holding_a_half(sweep: dict, n_tasks:
 
 def test_estimating_strategies_bound_by_one_network_for_the_rest() -> None:
     # TAG's groups (or its all-in-one network) may hold every other task: 0.5 + 1.
-    tag = {"orders": [1], "all_in_one": False, "strategy": resolve_strategy({}, 617)}
-    assert tag["strategy"] == "tag" and half_deploy_cost(617, tag) == 1.5
+    tag = {"orders": [1], "all_in_one": False, "strategy": "tag"}
+    assert resolve_strategy({}, 617) == "gradtag" and half_deploy_cost(617, tag) == 1.5
+    gradtag = {**tag, "strategy": "gradtag"}
+    assert half_deploy_cost(617, gradtag) == 1.5
     assert resolve_sizes(617, {**tag, "sizes": "auto"}, [1.0, 1.48], 0.01) == ["full"]
     assert resolve_sizes(617, {**tag, "sizes": "auto"}, [1.0, 1.49], 0.01) == [
         "full",

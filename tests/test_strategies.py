@@ -40,10 +40,12 @@ def test_each_strategy_counts_its_first_stage_as_built(name: str) -> None:
 
 
 def test_auto_resolves_in_one_place_by_the_number_of_tasks() -> None:
-    sweep = {**SWEEP, "strategy": "auto", "auto_max_tasks": 5}
+    sweep = {**SWEEP, "strategy": "auto", "auto_max_tasks": 5, "auto_max_sampled_tasks": 8}
     assert resolve_strategy(sweep, 5) == "exhaustive"
-    assert resolve_strategy(sweep, 6) == "tag"
-    assert build_strategy(sweep, TASKS).name == "tag"
+    assert resolve_strategy(sweep, 6) == "sampled"
+    assert resolve_strategy(sweep, 8) == "sampled"
+    assert resolve_strategy(sweep, 9) == "gradtag"
+    assert build_strategy(sweep, 9).name == "gradtag"
     # A sweep without a strategy is auto too (the schema's default).
     assert build_strategy({k: v for k, v in SWEEP.items()}, 3).name == "exhaustive"
 
@@ -234,3 +236,21 @@ def test_a_new_decided_group_keeps_the_earlier_controls() -> None:
     before = draw_controls(decided, tasks, set(), seed=0)
     after = draw_controls([{"tasks": tasks[10:13], "size": "full"}, *decided], tasks, set(), 0)
     assert after[1:] == before and len(after[0]["tasks"]) == 3
+
+
+def test_auto_falls_back_to_tag_where_gradtag_does_not_apply() -> None:
+    # auto's choice above auto_max_sampled_tasks is gradtag; MTAN has no linear-head trunk it
+    # can linearise, so what validate accepts (auto) must still run: tag, with a warning.
+    warned: list[str] = []
+    config = {
+        "dataset": {"name": "tox21"},
+        "model": {"architecture": "mtan"},
+        "sweep": {"strategy": "auto", "auto_max_tasks": 2, "auto_max_sampled_tasks": 3},
+    }
+    resolved = resolve_config(config, check_data=False, warn=warned.append)
+    assert resolved["sweep"]["strategy"] == "tag"
+    assert any("gradtag does not apply" in w and "model.architecture" in w for w in warned)
+    # Asked for by name, gradtag is refused naming the key instead.
+    config["sweep"]["strategy"] = "gradtag"
+    with pytest.raises(ConfigError, match="model.architecture"):
+        resolve_config(config, check_data=False)

@@ -118,6 +118,10 @@ class Strategy:
                 "tasks"
             )
 
+    def check_config(self, config: dict, data) -> None:
+        """Refuse what this strategy cannot run in the rest of the config (the model, the
+        training, the dataset's task types), naming the key; called once at validation."""
+
     # ------------------------------------------------------------------------ estimate
 
     def recording_params(self, config: dict) -> dict:
