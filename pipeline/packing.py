@@ -19,6 +19,7 @@ gradient norms of each member's shared layer), MTAN and AdaShare train one netwo
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -500,6 +501,29 @@ class TrainJob:
     log: str
     checkpoint: str | None
     split: str
+
+
+def group_pending(group: Sequence[dict]) -> Callable[[], list[TrainJob]]:
+    """``pending()`` for the members of one cluster group job (their input, output, params and
+    log, as a ``run:`` block sees them): the group's trainings whose metrics are not written
+    yet. Snakemake removed every member's stale output before the group started."""
+
+    def pending() -> list[TrainJob]:
+        return [
+            TrainJob(
+                m["params"]["spec"],
+                m["output"]["metrics"],
+                m["log"][0],
+                m["params"].get("checkpoint"),
+                m["input"]["split"],
+            )
+            for m in group
+            if "metrics" in m["output"]
+            and m["params"].get("tag") is None
+            and not os.path.exists(m["output"]["metrics"])
+        ]
+
+    return pending
 
 
 @dataclass

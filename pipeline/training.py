@@ -699,14 +699,22 @@ def run_snakemake_job(
     threads: int = 1,
     pending: Callable[[], list] | None = None,
     pack: str | int | bool = "off",
+    group: list[dict] | None = None,
+    config: dict | None = None,
 ) -> None:
     """The ``train`` rule's body (and ``estimate_affinity``'s, whose params add ``tag``: the
     network's training is the same, with TAG's affinity recorded to ``output["affinity"]``):
     the same call in a Snakemake thread, a job process or a Dask worker. With ``pending`` (the
     trainings this process's Snakemake still has to run) and ``pack`` (``training.pack``), the
-    network is trained in a pack with same-shape ones (``pipeline.packing``)."""
+    network is trained in a pack with same-shape ones (``pipeline.packing``). On Dask, a group
+    job's members get ``group`` (every member's files and params) and ``config`` instead: the
+    group's trainings pack with each other."""
     torch.set_num_threads(max(1, int(threads)))
     spec = params["spec"]
+    if group is not None and config is not None:
+        from .packing import group_pending
+
+        pending, pack = group_pending(group), config["training"]["pack"]
     if pending is not None and params.get("tag") is None:
         from .packing import pack_size, packable, run_packed_job
 
