@@ -14,7 +14,11 @@ Two ways to run a job on a worker:
   is called directly in the worker process, as ``function(input=..., output=..., params=...,
   log=..., threads=...)``. The worker keeps imports (torch) and caches (a loaded dataset) warm,
   so a small training costs milliseconds instead of a new Python process.
-* **command** — every other job (and every group job) runs its ordinary
+* **in-process group** — a group job whose members are all in-process jobs is ONE task: its
+  members are called in threads of one worker, each with two more keyword arguments, ``group``
+  (every member's input, output, params and log) and ``config`` (the workflow's config), so
+  they can share work (this project packs the group's trainings).
+* **command** — every other job (and every other group job) runs its ordinary
   ``python -m snakemake ... --mode remote`` command line in a new session, whose process group
   is killed when the workflow is cancelled.
 
