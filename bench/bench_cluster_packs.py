@@ -60,6 +60,11 @@ RUNS: dict[str, tuple[str, list[str], dict]] = {
     "local-auto": ("local, 2 threads, pack: auto", ["--cores", "2"], {}),
     "dask": ("Dask LocalCluster (2 workers), no groups", DASK, {}),
     "dask-groups": ("Dask LocalCluster (2 workers), groups of 16", [*DASK, *GROUPS], {}),
+    "dask-groups-off": (
+        "Dask LocalCluster (2 workers), groups of 16, pack: off",
+        [*DASK, *GROUPS],
+        {"pack": "off"},
+    ),
     "slurm-groups": (
         "SLURM plugin, profiles/slurm-local (groups of 8; members are processes)",
         ["--workflow-profile", str(PROFILES / "slurm-local")],
@@ -118,7 +123,8 @@ def render(rows: list[dict]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['trainings']} | {r['training_submissions']} "
+            f"| {r['label']} | {r['trainings']} "
+            f"| {'-' if r['run'].startswith('local') else r['training_submissions']} "
             f"| {r['slurm_jobs'] or '-'} | {r['largest_pack']} | {r['wall_s']} "
             f"| {r['load_1min'][0]} / {r['load_1min'][1]} "
             f"| {'reference' if r['equal_to_reference'] is None else r['equal_to_reference']} |"
