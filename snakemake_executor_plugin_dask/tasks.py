@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import os
 import signal
 import socket
@@ -206,7 +207,7 @@ def run_inprocess(spec: InprocessSpec) -> dict[str, Any]:
             "params": spec.params,
             "log": spec.log,
             "threads": spec.threads,
-            **spec.extra,
+            **_accepted(func, spec.extra),
         }
         if spec.benchmark:
             _run_benchmarked(func, kwargs, spec)
@@ -222,6 +223,17 @@ def run_inprocess(spec: InprocessSpec) -> dict[str, Any]:
                 pass
         raise InprocessJobError(f"{type(e).__name__}: {e}\n{text}") from None
     return {"rc": 0, "host": socket.gethostname(), "seconds": time.time() - started, "tail": ""}
+
+
+def _accepted(func: Callable[..., Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``extra`` keyword arguments ``func`` takes: an entry written for single jobs still
+    runs inside a group, without ``group``/``config``."""
+    if not extra:
+        return {}
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return extra
+    return {k: v for k, v in extra.items() if k in params}
 
 
 def run_inprocess_group(spec: InprocessGroupSpec) -> dict[str, Any]:

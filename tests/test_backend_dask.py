@@ -81,6 +81,27 @@ def test_failures_are_reported_like_other_executors(tmp_path: Path) -> None:
     assert list((tmp_path / ".snakemake" / "dask_logs" / "make").glob("*.log"))
 
 
+def test_group_of_inprocess_jobs_is_one_task_and_a_failure_names_its_member(
+    tmp_path: Path,
+) -> None:
+    """`square` jobs grouped 4 per group job run as ONE task of in-process calls (an entry
+    without `group`/`config` parameters still runs); a failing member fails the group with its
+    traceback, the other members ran."""
+    run = snakemake(
+        tmp_path, *DASK, "--groups", "square=batch", "--group-components", "batch=4",
+        "--config", "fail_python=1", "--until", "square",
+    )  # fmt: skip
+    assert run.proc.returncode != 0
+    assert run.output.count("Group job batch") == 1
+    assert "1 of 4 group members failed" in run.output
+    assert "ValueError: planned failure" in run.output
+    assert "planned failure" in (tmp_path / "out/logs/square/1.log").read_text()
+    # Every member was called in the same warm worker process, none as a command.
+    notes = [read_kv(tmp_path / f"out/logs/square/{i}.log") for i in (0, 2, 3)]
+    assert len({n["pid"] for n in notes}) == 1
+    assert not (tmp_path / ".snakemake" / "dask_logs" / "square").exists()
+
+
 def _wait_for_pids(workdir: Path, names: list[str], timeout: float = 90) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     pids: dict[str, int] = {}
