@@ -16,10 +16,17 @@ def split_job(input, output, params, log, threads) -> None:
     write_split_for(params.dataset, params.split, output.split, log[0])
 
 
-def train_job(input, output, params, log, threads=1, pending=None, pack="off") -> None:
+def train_job(
+    input, output, params, log, threads=1, pending=None, pack="off", group=None, config=None
+) -> None:
     """The ``train`` and ``estimate_affinity`` rules' body, wherever the job runs: a Snakemake
     thread or job process (Snakemake's named lists) or a Dask worker in process (its
-    ``inprocess_entry``, plain dicts)."""
+    ``inprocess_entry``, plain dicts). On Dask, a group job's members also get ``group`` (every
+    member's files and params) and ``config``: the group's trainings pack with each other."""
+    if group is not None and config is not None:
+        from .packing import group_pending
+
+        pending, pack = group_pending(group), config["training"]["pack"]
     run_snakemake_job(
         _named(input), _named(output), _named(params), list(log), threads, pending, pack
     )

@@ -26,6 +26,7 @@ member's spec keeps its columns' content hashes (its reruns). The epoch's end is
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -492,6 +493,30 @@ class TrainJob:
     split: str
     # The network's TEST_LOSSES file (pipeline.sample_losses); None: not written.
     samples: str | None = None
+
+
+def group_pending(group: Sequence[dict]) -> Callable[[], list[TrainJob]]:
+    """``pending()`` for the members of one cluster group job (their input, output, params and
+    log, as a ``run:`` block sees them): the group's trainings whose metrics are not written
+    yet. Snakemake removed every member's stale output before the group started."""
+
+    def pending() -> list[TrainJob]:
+        return [
+            TrainJob(
+                m["params"]["spec"],
+                m["output"]["metrics"],
+                m["log"][0],
+                m["params"].get("checkpoint"),
+                m["input"]["split"],
+                m["output"].get("samples"),
+            )
+            for m in group
+            if "metrics" in m["output"]
+            and m["params"].get("tag") is None
+            and not os.path.exists(m["output"]["metrics"])
+        ]
+
+    return pending
 
 
 @dataclass

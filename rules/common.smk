@@ -213,7 +213,8 @@ def picture_inputs(wildcards):
 def pending_trainings():
     """The trainings this Snakemake process still has to run, for packed training
     (pipeline.packing). Only a local run's process sees the sweep's DAG: a cluster job
-    process sees its own job only, so it trains alone."""
+    process sees its own job only, so it trains alone. On Dask, a group job's trainings pack
+    with each other instead (pipeline.packing.group_pending, docs/backends.md)."""
     from pipeline.packing import TrainJob
 
     dag = workflow.dag

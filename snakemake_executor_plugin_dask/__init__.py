@@ -14,7 +14,11 @@ Two ways to run a job on a worker:
   is called directly in the worker process, as ``function(input=..., output=..., params=...,
   log=..., threads=...)``. The worker keeps imports (torch) and caches (a loaded dataset) warm,
   so a small training costs milliseconds instead of a new Python process.
-* **command** — every other job (and every group job) runs its ordinary
+* **in-process group** — a group job whose members are all in-process jobs is ONE task: its
+  members are called in threads of one worker, each with two more keyword arguments, ``group``
+  (every member's input, output, params and log) and ``config`` (the workflow's config), so
+  they can share work (this project packs the group's trainings).
+* **command** — every other job (and every other group job) runs its ordinary
   ``python -m snakemake ... --mode remote`` command line in a new session, whose process group
   is killed when the workflow is cancelled.
 
@@ -326,36 +330,74 @@ class Executor(RemoteExecutor):
             return None
         return str(entry)
 
+    def _group_entries(self, job: JobExecutorInterface) -> list[str] | None:
+        """The members' entries when ``job`` is a group whose members all run in-process."""
+        if self.settings.no_inprocess or not job.is_group():
+            return None
+        entries = [self._inprocess_entry(member) for member in job.jobs]
+        return entries if entries and all(entries) else None
+
+    def _inprocess_spec(
+        self, job: JobExecutorInterface, entry: str, threads: int, **extra: Any
+    ) -> tasks.InprocessSpec:
+        # What the local executor does before a `run:` job: create output/log dirs,
+        # remove stale outputs, wait for inputs (the command path's own Snakemake does it).
+        self.workflow.async_run(job.prepare())
+        return tasks.InprocessSpec(
+            entry=entry,
+            input=_named(job.input),
+            output=_named(job.output),
+            params=_named(job.params),
+            log=[str(f) for f in job.log],
+            threads=threads,
+            workdir=self.workdir,
+            basedir=self.basedir,
+            jobid=job.jobid,
+            rule=job.rule.name,
+            wildcards=dict(job.wildcards_dict),
+            resources={k: _plain(v) for k, v in job.resources.items()},
+            input_files=[str(f) for f in job.input],
+            benchmark=str(job.benchmark) if job.benchmark else None,
+            benchmark_repeats=job.benchmark_repeats or 1,
+            benchmark_extended=bool(self.workflow.output_settings.benchmark_extended),
+            extra=extra,
+        )
+
     def run_job(self, job: JobExecutorInterface) -> None:
         key = f"{job.name}-{job.jobid}-{uuid.uuid4().hex[:8]}"
         entry = self._inprocess_entry(job)
+        group_entries = self._group_entries(job)
         resources = self._task_resources(job)
+        # What the worker reserved for it (capped like Snakemake caps at --cores).
+        threads = (
+            int(resources["cores"]) if resources and "cores" in resources else int(job.threads)
+        )
         aux: dict[str, Any] = {}
         if entry is not None:
-            # What the local executor does before a `run:` job: create output/log dirs,
-            # remove stale outputs, wait for inputs (the command path's own Snakemake does it).
-            self.workflow.async_run(job.prepare())
             func: Any = tasks.run_inprocess
-            spec: Any = tasks.InprocessSpec(
-                entry=entry,
-                input=_named(job.input),
-                output=_named(job.output),
-                params=_named(job.params),
-                log=[str(f) for f in job.log],
-                # What the worker reserved for it (capped like Snakemake caps at --cores).
-                threads=int(resources["cores"])
-                if resources and "cores" in resources
-                else int(job.threads),
-                workdir=self.workdir,
-                basedir=self.basedir,
-                jobid=job.jobid,
-                rule=job.rule.name,
-                wildcards=dict(job.wildcards_dict),
-                resources={k: _plain(v) for k, v in job.resources.items()},
-                input_files=[str(f) for f in job.input],
-                benchmark=str(job.benchmark) if job.benchmark else None,
-                benchmark_repeats=job.benchmark_repeats or 1,
-                benchmark_extended=bool(self.workflow.output_settings.benchmark_extended),
+            spec: Any = self._inprocess_spec(job, entry, threads)
+        elif group_entries is not None:
+            # One task for the whole group: its members run in threads of one worker and see
+            # each other (`group`), as the jobs of one local Snakemake process do.
+            members = list(job.jobs)
+            group = [
+                {
+                    "input": _named(m.input),
+                    "output": _named(m.output),
+                    "params": _named(m.params),
+                    "log": [str(f) for f in m.log],
+                }
+                for m in members
+            ]
+            func = tasks.run_inprocess_group
+            spec = tasks.InprocessGroupSpec(
+                members=[
+                    self._inprocess_spec(
+                        m, e, max(1, int(m.threads)), group=group, config=self.workflow.config
+                    )
+                    for m, e in zip(members, group_entries)
+                ],
+                threads=threads,
             )
         else:
             logfile = os.path.join(self.logdir, job.name, f"{key}.log")

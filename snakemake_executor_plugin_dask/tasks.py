@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import os
 import signal
 import socket
@@ -78,6 +79,19 @@ class InprocessSpec:
     benchmark: str | None = None
     benchmark_repeats: int = 1
     benchmark_extended: bool = False
+    #: Extra keyword arguments for the entry (a group member's ``group`` and ``config``).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class InprocessGroupSpec:
+    """A Snakemake group job whose members are all in-process jobs: one Dask task calls every
+    member's entry in threads of one warm worker, each with ``group`` (every member's input,
+    output, params and log) and ``config`` (the workflow's config), so the entry can share
+    work across the group (this project: packed training)."""
+
+    members: list[InprocessSpec]
+    threads: int
 
 
 def _tail(path: str, chars: int = _TAIL_CHARS) -> str:
@@ -193,6 +207,7 @@ def run_inprocess(spec: InprocessSpec) -> dict[str, Any]:
             "params": spec.params,
             "log": spec.log,
             "threads": spec.threads,
+            **_accepted(func, spec.extra),
         }
         if spec.benchmark:
             _run_benchmarked(func, kwargs, spec)
@@ -207,6 +222,39 @@ def run_inprocess(spec: InprocessSpec) -> dict[str, Any]:
             except OSError:
                 pass
         raise InprocessJobError(f"{type(e).__name__}: {e}\n{text}") from None
+    return {"rc": 0, "host": socket.gethostname(), "seconds": time.time() - started, "tail": ""}
+
+
+def _accepted(func: Callable[..., Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """The ``extra`` keyword arguments ``func`` takes: an entry written for single jobs still
+    runs inside a group, without ``group``/``config``."""
+    if not extra:
+        return {}
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return extra
+    return {k: v for k, v in extra.items() if k in params}
+
+
+def run_inprocess_group(spec: InprocessGroupSpec) -> dict[str, Any]:
+    """Run a group's in-process members in ``spec.threads`` threads of this worker. Every
+    member runs (one member's failure does not stop the others, as with ``--keep-going``); the
+    task fails if any member failed, naming each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.time()
+    failures = []
+    with ThreadPoolExecutor(max_workers=max(1, spec.threads)) as pool:
+        futures = [pool.submit(run_inprocess, member) for member in spec.members]
+        for member, future in zip(spec.members, futures):
+            try:
+                future.result()
+            except InprocessJobError as e:
+                failures.append(f"job {member.jobid} ({member.rule}): {e}")
+    if failures:
+        raise InprocessJobError(
+            f"{len(failures)} of {len(spec.members)} group members failed:\n" + "\n".join(failures)
+        )
     return {"rc": 0, "host": socket.gethostname(), "seconds": time.time() - started, "tail": ""}
 
 

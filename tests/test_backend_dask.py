@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,27 @@ def test_failures_are_reported_like_other_executors(tmp_path: Path) -> None:
     assert (tmp_path / "out/square/0.txt").exists() and (tmp_path / "out/square/3.txt").exists()
     # The failed command's full output stays on disk.
     assert list((tmp_path / ".snakemake" / "dask_logs" / "make").glob("*.log"))
+
+
+def test_group_of_inprocess_jobs_is_one_task_and_a_failure_names_its_member(
+    tmp_path: Path,
+) -> None:
+    """`square` jobs grouped 4 per group job run as ONE task of in-process calls (an entry
+    without `group`/`config` parameters still runs); a failing member fails the group with its
+    traceback, the other members ran."""
+    run = snakemake(
+        tmp_path, *DASK, "--groups", "square=batch", "--group-components", "batch=4",
+        "--config", "fail_python=1", "--until", "square",
+    )  # fmt: skip
+    assert run.proc.returncode != 0
+    assert run.output.count("Group job batch") == 1
+    assert "1 of 4 group members failed" in run.output
+    assert "ValueError: planned failure" in run.output
+    assert "planned failure" in (tmp_path / "out/logs/square/1.log").read_text()
+    # Every member was called in the same warm worker process, none as a command.
+    notes = [read_kv(tmp_path / f"out/logs/square/{i}.log") for i in (0, 2, 3)]
+    assert len({n["pid"] for n in notes}) == 1
+    assert not (tmp_path / ".snakemake" / "dask_logs" / "square").exists()
 
 
 def _wait_for_pids(workdir: Path, names: list[str], timeout: float = 90) -> dict[str, int]:
@@ -264,6 +286,38 @@ def test_tiny_sweep_on_local_cluster_equals_local_run(tmp_path: Path) -> None:
     assert count_trainings(tmp_path) > 0
     assert sweep_values(tmp_path) == reference
     assert "Dask executor: local cluster" in run.output
+
+
+def _pack_sizes(workdir: Path) -> list[int]:
+    """The pack size each training's log names (1 where it trained alone)."""
+    sizes = []
+    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
+        found = re.search(r"in a pack of (\d+)", log.read_text())
+        sizes.append(int(found.group(1)) if found else 1)
+    return sizes
+
+
+@pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))
+def test_group_jobs_train_packs_in_one_task_with_unpacked_results(tmp_path: Path) -> None:
+    """Trainings grouped 8 per group job: each group is ONE Dask task whose members pack
+    together; every network keeps its own metrics, log and benchmark, bitwise equal to an
+    unpacked local run."""
+    unpacked, _ = sweep_reference({"training": {"pack": "off"}})
+    run = check(
+        sweep(
+            tmp_path, "--workflow-profile", str(REPO / "profiles" / "dask"), "--jobs", "2",
+            "--dask-workers", "2", "--groups", "train=trainbatch",
+            "--group-components", "trainbatch=8",
+        )
+    )  # fmt: skip
+    trainings = count_trainings(tmp_path)
+    assert sweep_values(tmp_path) == unpacked
+    # Every training ran inside a group job: 15 trainings, 8 per group, are 2 Dask tasks.
+    assert run.output.count("Group job trainbatch") == -(-trainings // 8), run.output[-3000:]
+    sizes = _pack_sizes(tmp_path)
+    assert len(sizes) == trainings and max(sizes) > 1
+    benchmarks = list((tmp_path / "results" / "benchmarks" / "train").rglob("*.tsv"))
+    assert len(benchmarks) == trainings
 
 
 def test_worker_killed_during_a_job_is_retried_or_reported(tmp_path: Path) -> None:

@@ -120,3 +120,30 @@ def test_tiny_sweep_on_dask_jobqueue_slurm_cluster(slurm_cluster: None, tmp_path
     # The worker jobs were cancelled when Snakemake closed the cluster.
     left = subprocess.run(["squeue", "-h", "-t", "PD,R"], capture_output=True, text=True)
     assert "dask-worker" not in left.stdout
+
+
+@pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))
+def test_group_jobs_pack_on_dask_workers_that_are_slurm_jobs(
+    slurm_cluster: None, tmp_path: Path
+) -> None:
+    """One SLURM job (a dask-jobqueue worker) trains a pack: each group of 8 trainings is one
+    Dask task whose members pack together; metrics bitwise equal to an unpacked local run.
+    (The SLURM plugin's own group jobs cannot pack: each member is its own process.)"""
+    unpacked, _ = sweep_reference({"training": {"pack": "off"}})
+    run = check(
+        sweep(
+            tmp_path, "--workflow-profile", str(REPO / "profiles" / "dask"), "--jobs", "4",
+            "--dask-cluster", "slurm", "--dask-slurm-jobs", "1", "--dask-slurm-cores", "2",
+            "--dask-slurm-processes", "1", "--dask-slurm-memory", "6GB",
+            "--dask-slurm-walltime", "00:20:00", "--dask-slurm-interface", "lo",
+            "--groups", "train=trainbatch", "--group-components", "trainbatch=8",
+        )
+    )  # fmt: skip
+    trainings = count_trainings(tmp_path)
+    assert sweep_values(tmp_path) == unpacked
+    assert run.output.count("Group job trainbatch") == -(-trainings // 8)
+    packs = [
+        re.search(r"in a pack of (\d+)", log.read_text())
+        for log in (tmp_path / "results" / "logs" / "train").rglob("*.log")
+    ]
+    assert len(packs) == trainings and max(int(m.group(1)) for m in packs if m) > 1
