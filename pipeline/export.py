@@ -181,6 +181,8 @@ def _retrain(
     """Retrain one chosen network (one seed) from its recorded spec: (trainer, final weights,
     recorded metrics) when it reproduces the recorded final validation losses, else None
     (logged). Refused (ExportError) when ``config`` no longer gives the recorded spec."""
+    import torch
+
     from .datasets import load_dataset
     from .split import make_split
     from .training import Trainer, resolve_device
@@ -201,7 +203,14 @@ def _retrain(
     labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
     capture = _FinalWeights()
     trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
-    table = trainer.fit().to_pandas()
+    # The train rule runs every training on one thread (threads: 1); a CPU kernel's result
+    # can depend on how many threads split it (convolutions do), so retrain on one too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = trainer.fit().to_pandas()
+    finally:
+        torch.set_num_threads(threads)
     final = table[(table["split"] == "val") & (table["metric"] == "loss")]
     final = final[final["epoch"] == final["epoch"].max()]
     diff = max(
