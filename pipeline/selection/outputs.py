@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..io import atomic_write
+from ..io import atomic_write, save_figure
 from ..schema import GROUPINGS, write_table
 from .candidates import Candidates
 from .scoring import Scored
@@ -140,11 +140,7 @@ def plot_curves(frame: pd.DataFrame, path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.tight_layout()
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def _annotate_share(ax, panel: pd.DataFrame) -> None:

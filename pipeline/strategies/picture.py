@@ -62,7 +62,7 @@ def plot_matrices(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from ..io import atomic_write
+    from ..io import save_figure
 
     n = len(tasks)
     order = list(order)
@@ -95,11 +95,7 @@ def plot_matrices(
         bar.set_label(unit)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    try:
-        with atomic_write(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def pair_gain_matrix(gains, architecture: str, weighting: str, tasks: Sequence[str]):
