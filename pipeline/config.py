@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from .models import ARCHITECTURES, TRUNKS
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
 from .options import (  # noqa: F401
     ConfigError,
+    ConfigWarning,
+    emit_warning,
     load_schema,
     schema_defaults,
     schema_path,
@@ -89,8 +90,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
                 raise
             # auto's choice does not fit this model or these tasks: what validate accepts runs.
             message = f"sweep.strategy auto: {strategy.name} does not apply ({err}); {fallback}"
-            if warn is not None:
-                warn(message)
+            emit_warning(warn, message, ConfigWarning)
             config["sweep"]["strategy"] = fallback
             strategy = build_strategy(config["sweep"])
             strategy.check(config["dataset"]["tasks"])
@@ -114,10 +114,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
             f"{abbreviate(data.dropped_features)}; dataset.constant_features: refuse stops "
             "instead"
         )
-        if warn is not None:
-            warn(message)
-        else:
-            warnings.warn(DataWarning(message), stacklevel=2)
+        emit_warning(warn, message, DataWarning)
     if check_data:
         try:
             labels = make_split(data.n_rows, config["split"]["fractions"], config["split"]["seed"])
@@ -129,10 +126,7 @@ def resolve_config(config: dict, check_data: bool = True, warn=None) -> dict:
                 f"\n    ... and {len(notes) - 20} more" if len(notes) > 20 else ""
             )
             message = f"{len(notes)} task/split warning(s):\n    {shown}"
-            if warn is not None:
-                warn(message)
-            else:
-                warnings.warn(DataWarning(message), stacklevel=2)
+            emit_warning(warn, message, DataWarning)
         check_training_step(config, data, labels)
     return config
 
@@ -151,10 +145,7 @@ def _resolve_sizes(config: dict, n_tasks: int, warn) -> None:
             f"one (a grouping holding one costs at least {need:g} units, the largest budget is "
             f"{max(budgets):g}): {n_tasks} trainings serve nothing; sweep.sizes: auto skips them"
         )
-        if warn is not None:
-            warn(message)
-        else:
-            warnings.warn(DataWarning(message), stacklevel=3)
+        emit_warning(warn, message, DataWarning, stacklevel=3)
 
 
 def sizes_note(config: dict) -> str:

@@ -24,6 +24,16 @@ class ConfigWarning(UserWarning):
     """The config runs, read in a way worth knowing (e.g. a repeated budget counted once)."""
 
 
+def emit_warning(warn, message: str, category: type[Warning], stacklevel: int = 2) -> None:
+    """``warn(message)`` where the caller passed a callback (Snakemake's logger, the CLI's
+    stderr), else a Python warning of ``category`` pointing ``stacklevel`` frames above the
+    caller."""
+    if warn is not None:
+        warn(message)
+    else:
+        warnings.warn(category(message), stacklevel=stacklevel + 1)
+
+
 def schema_path() -> Path:
     # The schema lives at the repo root (schemas/) for Snakemake users and ships in the package.
     root = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -188,9 +198,6 @@ def validate_schema(config: dict, warn=None) -> dict:
                 f"config key selection.budgets: repeated budget(s) {repeated} counted once "
                 f"({len(budgets)} listed, {len(unique)} distinct)"
             )
-            if warn is not None:
-                warn(message)
-            else:
-                warnings.warn(ConfigWarning(message), stacklevel=2)
+            emit_warning(warn, message, ConfigWarning)
             config["selection"]["budgets"] = unique
     return config
