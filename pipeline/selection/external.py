@@ -125,11 +125,12 @@ def check_external(frame: pd.DataFrame, what: str = "external results") -> pd.Da
                     f"rows for {sorted(set(group['task']))}"
                 )
     else:
-        tasks_of = per_net["task"].agg(lambda s: sorted(set(s)))
-        frame["tasks"] = [
-            tasks_of[key]
-            for key in zip(frame["architecture"], frame["weighting"], frame["network"])
-        ]
+        # One list per network, handed to its rows by a merge: a MultiIndex lookup per row
+        # took 2.6 s on 37,000 rows.
+        tasks_of = per_net["task"].agg(lambda s: sorted(set(s))).rename("tasks").reset_index()
+        frame = frame.merge(
+            tasks_of, on=["architecture", "weighting", "network"], how="left", validate="m:1"
+        )
     return frame[COLUMNS]
 
 

@@ -20,7 +20,7 @@ Both MIP gaps are set to 0 so the answer is optimal, not merely within HiGHS' de
 :class:`BudgetSolver` adds what keeps this exact at scale (bench/RESULTS_solver.md measures each
 lever against :class:`PlainSolver`, the formulation above and nothing else):
 
-* served subsets (_Model): networks with few tasks enter as one column per subset of
+* served subsets (SubsetModel): networks with few tasks enter as one column per subset of
   their tasks they could serve, so the LP has one row per task, not one per (task, network);
 * dominance: network A is dropped when some B costs no more, has every task of A and a loss no
   worse on each of them (swap A for B in any solution: no dearer, no worse), ties kept once;
@@ -45,15 +45,19 @@ from fractions import Fraction
 import highspy
 import numpy as np
 
+from . import mip
+from .benders import CutModel
+from .mip import (
+    NoIncumbent,
+    highs_lp,
+    new_highs,
+)
 from .scoring import total
+from .subsets import SUBSET_MAX_TASKS, SubsetModel
 
 
 class InfeasibleBudget(ValueError):
     """No set of networks within the budget covers every task."""
-
-
-class NoIncumbent(RuntimeError):
-    """The time limit stopped HiGHS before it found any choice within the budget."""
 
 
 @dataclass(frozen=True)
@@ -73,31 +77,6 @@ class Solution:
     @property
     def optimal(self) -> bool:
         return self.gap <= 0.0
-
-
-def _highs(verbose: bool = False) -> highspy._Highs:
-    # highspy.Highs() sets up its Python callbacks in the constructor, a HiGHS call that prints
-    # the "Running HiGHS ... Copyright" banner before any option can be set (HiGHS issue
-    # #1702). The core class it wraps (exported as highspy._Highs) calls nothing until told,
-    # so output is off before the first call. We use none of the wrapper's extras (callbacks,
-    # keyboard interrupt).
-    h = highspy.Highs() if verbose else highspy._Highs()
-    h.setOptionValue("output_flag", bool(verbose))
-    h.setOptionValue("mip_rel_gap", 0.0)
-    h.setOptionValue("mip_abs_gap", 0.0)
-    # Budgets are compared exactly (the slack is cost_tolerance, explicit), not within HiGHS'
-    # default 1e-6 MIP feasibility tolerance.
-    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
-    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
-    # One thread: the workflow runs several jobs side by side on few cores.
-    h.setOptionValue("threads", 1)
-    # Measured on the 12-task sweep (bench/bench_solver.py): these models have a tight LP bound
-    # (a handful of nodes), so presolve and the RINS/RENS sub-MIP heuristics cost more than they
-    # save.
-    h.setOptionValue("presolve", "off")
-    h.setOptionValue("mip_heuristic_run_rins", False)
-    h.setOptionValue("mip_heuristic_run_rens", False)
-    return h
 
 
 def _check(loss: np.ndarray, cost: np.ndarray) -> None:
@@ -126,6 +105,10 @@ def cost_unit(cost: np.ndarray, max_denominator: int = 1000) -> int | None:
         if scale > max_denominator:
             return None
     return scale
+
+
+# Pairs of networks compared at once by dominated (memory: chunk x tasks x a few arrays).
+DOMINANCE_CHUNK = 1 << 15
 
 
 def dominated(
@@ -173,21 +156,25 @@ def dominated(
     out = np.zeros(n_net, dtype=bool)
     if not pairs_a:
         return out
-    a = np.array(pairs_a)
-    b = np.array(pairs_b)
-    on_a = defined[a]
-    la = np.where(on_a, loss[a], 0.0)
-    lb = np.where(on_a, loss[b], 0.0)
-    weak = (cost[b] <= cost[a]) & np.all(lb <= la, axis=1)
-    strict = np.all(~on_a | (lb < la), axis=1)
-    equal = (cost[b] == cost[a]) & np.all(lb == la, axis=1)
-    # The tie-break's order past cost: measured first, then fewer tasks, then the lower index
-    # (a strict total order, so of equals exactly one survives).
-    preferred = (est[b] < est[a]) | (
-        (est[b] == est[a]) & ((n_tasks[b] < n_tasks[a]) | ((n_tasks[b] == n_tasks[a]) & (b < a)))
-    )
-    hit = weak & ((cost[b] < cost[a]) | strict | (equal & preferred))
-    out[a[hit]] = True
+    all_a, all_b = np.array(pairs_a), np.array(pairs_b)
+    # In chunks: the pairs of 2,800 networks of 9-17 tasks and 2,900 triples (1.2 M) as whole
+    # (pairs x tasks) arrays took 7.7 s, mostly the kernel handing out fresh memory; 0.9 s so.
+    for at in range(0, all_a.size, DOMINANCE_CHUNK):
+        a, b = all_a[at : at + DOMINANCE_CHUNK], all_b[at : at + DOMINANCE_CHUNK]
+        on_a = defined[a]
+        la = np.where(on_a, loss[a], 0.0)
+        lb = np.where(on_a, loss[b], 0.0)
+        weak = (cost[b] <= cost[a]) & np.all(lb <= la, axis=1)
+        strict = np.all(~on_a | (lb < la), axis=1)
+        equal = (cost[b] == cost[a]) & np.all(lb == la, axis=1)
+        # The tie-break's order past cost: measured first, then fewer tasks, then the lower
+        # index (a strict total order, so of equals exactly one survives).
+        preferred = (est[b] < est[a]) | (
+            (est[b] == est[a])
+            & ((n_tasks[b] < n_tasks[a]) | ((n_tasks[b] == n_tasks[a]) & (b < a)))
+        )
+        hit = weak & ((cost[b] < cost[a]) | strict | (equal & preferred))
+        out[a[hit]] = True
     return out
 
 
@@ -247,7 +234,7 @@ def cheapest_cover_set(
     chosen = _greedy_cover(defined, cost, loss)
     upper = float(cost[chosen].sum())
     nets, tasks = np.nonzero(defined)
-    lp = _lp(
+    lp = highs_lp(
         obj=cost,
         col_lo=np.zeros(n_net),
         col_hi=np.ones(n_net),
@@ -258,7 +245,7 @@ def cheapest_cover_set(
         row_hi=np.full(n_task, highspy.kHighsInf),
         n_binary=0,
     )
-    h = _highs(verbose)
+    h = new_highs(verbose)
     h.passModel(lp)
     h.run()
     lower = float(h.getInfo().objective_function_value)
@@ -292,316 +279,24 @@ def cheapest_cover(loss: np.ndarray, cost: np.ndarray) -> float:
     return cheapest_cover_set(loss, cost, time_limit=None).upper
 
 
-def _assignment(loss: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
-    """Per task, the chosen network with its least loss (first on ties)."""
-    idx = np.asarray(chosen, dtype=int)
-    sub = np.where(np.isnan(loss[idx]), np.inf, loss[idx])
-    return idx[np.argmin(sub, axis=0)]
-
-
 # The least seconds a budget gets from solve_all's shared total once it is spent: HiGHS then
 # hands back the incumbent it was given (an earlier budget's answer, the cover, OS's answer).
 MIN_SHARE_S = 0.001
 
-# TieBreak: objectives within this relative margin are tied (HiGHS' feasibility tolerance, set
-# in _highs, so no finer difference is provable), and the largest combined integer weight.
-TIE_TOLERANCE = 1e-9
-TIE_WEIGHT_MAX = 1e7
-
-# Networks with at most this many tasks enter the MIP as one column per subset of their tasks
-# (2^k - 1 of them); larger ones as facility-location blocks (_Model). Measured on the
-# planted instances: 4 keeps the 12-task demo's all-in-one network out (4,095 subsets) and every
-# pair and triple in.
-SUBSET_MAX_TASKS = 4
+# The formulations BudgetSolver can build: served subsets with facility-location blocks
+# (SubsetModel) or Benders cuts (benders.CutModel).
+FORMULATIONS = ("subsets", "benders")
+# "auto" takes Benders where the facility-location blocks would hold more (task, network)
+# pairs than this: 27 tasks with 2,800 networks of 9-17 tasks (36,508 pairs) went from a 15 s
+# root LP per budget to milliseconds (bench/RESULTS_solver.md); tables of singles, pairs and
+# triples (no blocks) stay with served subsets, where each budget takes milliseconds.
+BENDERS_MIN_PAIRS = 5000
 
 
-class _Model:
-    """The MIP over a table of networks: a set partitioning with a budget row.
-
-    A choice of networks with its best assignment is a partition of the tasks into served sets,
-    one per deployed network. So each network n with few tasks enters as one binary column per
-    non-empty subset S of its tasks it could serve, worth sum_{t in S} L[n, t] at cost c_n, and
-    every task row says it is served exactly once. Of the columns with one served set and one
-    cost only the least loss is kept: which network serves S is then read off the column (the
-    best of them), and any solution of the original problem maps to one here at no more loss or
-    cost (and back: deploy each column's network). Networks with more tasks enter as the
-    module doc's facility-location block (x_n, y_{t,n} <= x_n), their y in the same task rows;
-    with ``subset_max`` 0 that is every network: the plain formulation.
-
-    The LP bound is the facility-location one (a fractional y is a mix of served subsets), but
-    the LP has one row per task instead of one per (task, network): 51 rows against 59,055 on
-    50 tasks + triples, where the tight budget went from minutes to seconds
-    (bench/RESULTS_solver.md).
-    """
-
-    def __init__(
-        self,
-        loss: np.ndarray,
-        cost: np.ndarray,
-        unit: int | None,
-        verbose: bool,
-        presolve: bool = False,
-        subset_max: int = SUBSET_MAX_TASKS,
-        estimated: np.ndarray | None = None,
-    ) -> None:
-        n_net, n_task = loss.shape
-        self.n_net, self.n_task, self.unit = n_net, n_task, unit
-        defined = ~np.isnan(loss)
-        size = defined.sum(axis=1)
-        est = np.zeros(n_net, dtype=bool) if estimated is None else np.asarray(estimated, bool)
-        n_costs = np.unique(np.round(cost * 1e9)).size
-        if float(n_task + 1) ** min(subset_max, int(size.max(initial=1))) * n_costs >= 2.0**62:
-            # Served sets would not fit the 63-bit codes of _code: facility blocks only (the
-            # same optimum, slower). Needs tens of thousands of tasks.
-            subset_max = 0
-        self.small = size <= subset_max
-        width = max(1, min(subset_max, int(size.max(initial=1))))
-        keys, values, owners = [], [], []
-        for k in np.unique(size[self.small]):
-            nets = np.flatnonzero(size == k)
-            tasks = np.nonzero(defined[nets])[1].reshape(nets.size, k)
-            task_loss = loss[nets[:, None], tasks]
-            for r in range(1, k + 1):
-                for pick in itertools.combinations(range(k), r):
-                    served = np.full((nets.size, width), -1)
-                    served[:, :r] = tasks[:, list(pick)]
-                    keys.append(np.column_stack([served, np.round(cost[nets] * 1e9)]))
-                    values.append(task_loss[:, list(pick)].sum(axis=1))
-                    owners.append(nets)
-        if keys:
-            key, value, owner = np.concatenate(keys), np.concatenate(values), np.concatenate(owners)
-            # Per (served set, cost) the least loss, on ties the network TieBreak prefers:
-            # measured, then fewer tasks, then the lowest index.
-            order = np.lexsort((owner, size[owner], est[owner], value, *key.T[::-1]))
-            key, value, owner = key[order], value[order], owner[order]
-            first = np.r_[True, np.any(key[1:] != key[:-1], axis=1)]
-            key, value, owner = key[first], value[first], owner[first]
-        else:
-            key, value, owner = np.zeros((0, width + 1)), np.zeros(0), np.zeros(0, dtype=int)
-        served = key[:, :width].astype(int)
-        self.col_net = owner
-        # Each column's (served set, cost) as one integer, sorted, to find a warm start's
-        # columns by binary search (a dict of tuples would hold ~200 B per column).
-        self.width, self.base = width, n_task + 1
-        self.costs, cost_rank = np.unique(key[:, width], return_inverse=True)
-        codes = self._code(served, cost_rank)
-        self.code_order = np.argsort(codes, kind="stable")
-        self.sorted_codes = codes[self.code_order]
-        n_sub = owner.size
-        # The large networks: x columns, then y columns, then their link rows.
-        self.big = np.flatnonzero(~self.small)
-        y_big, y_task = np.nonzero(defined[self.big])
-        self.y_net, self.y_task = self.big[y_big], y_task
-        n_x, n_y = self.big.size, y_task.size
-        x_cols = n_sub + np.arange(n_x)
-        y_cols = n_sub + n_x + np.arange(n_y)
-        link_rows = n_task + np.arange(n_y)
-        self.budget_row = n_task + n_y
-        row_cost = np.round(cost * unit) if unit else cost
-        sub_rows = served[served >= 0]
-        sub_cols = np.repeat(np.arange(n_sub), (served >= 0).sum(axis=1))
-        rows = np.concatenate(
-            [
-                sub_rows,
-                y_task,
-                link_rows,
-                link_rows,
-                np.full(n_sub + n_x, self.budget_row),
-            ]
-        )
-        cols = np.concatenate([sub_cols, y_cols, y_cols, x_cols[y_big], np.arange(n_sub + n_x)])
-        vals = np.concatenate(
-            [np.ones(sub_rows.size + 2 * n_y), -np.ones(n_y), row_cost[owner], row_cost[self.big]]
-        )
-        self.n_sub, self.n_x = n_sub, n_x
-        self.obj_y = loss[self.y_net, self.y_task]
-        n_col = n_sub + n_x + n_y
-        self.highs = _highs(verbose)
-        self.verbose, self.presolve = verbose, presolve
-        if presolve:
-            self.highs.setOptionValue("presolve", "on")
-        # Per column, the network it deploys (-1: a y column), for the tie-break criteria.
-        self.deploys = np.concatenate([owner, self.big, np.full(n_y, -1)]).astype(int)
-        self.row_cost, self.est, self.size = row_cost, est, size
-        self.lp = _lp(
-            obj=np.concatenate([value, np.zeros(n_x), self.obj_y]),
-            col_lo=np.zeros(n_col),
-            col_hi=np.ones(n_col),
-            rows=rows,
-            cols=cols,
-            vals=vals,
-            row_lo=np.concatenate([np.ones(n_task), np.full(n_y, -highspy.kHighsInf), [0.0]]),
-            row_hi=np.concatenate(
-                [
-                    np.ones(n_task),
-                    np.zeros(n_y),
-                    [row_cost[owner].sum() + row_cost[self.big].sum()],
-                ]
-            ),
-            n_binary=n_sub + n_x,
-        )
-        self.highs.passModel(self.lp)
-        self.loss, self.cost = loss, cost
-
-    def run(
-        self,
-        limit: float,
-        start: np.ndarray | None,
-        time_limit: float | None,
-        off: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, float, float, float] | None:
-        """Solve with total cost <= limit; (x, objective, bound, gap) or None if infeasible.
-        ``start``: a feasible 0/1 x handed to HiGHS as its first incumbent; ``off``: per
-        network, True where no choice within the limit can hold it (fixed to 0 for this run)."""
-        h = self.highs
-        fixed = np.zeros(0, dtype=np.int32)
-        if off is not None and off.any():
-            fixed = self._columns_of(off)
-            h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.zeros(fixed.size))
-        try:
-            return self._run(limit, start, time_limit)
-        finally:
-            if fixed.size:
-                h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.ones(fixed.size))
-
-    def _columns_of(self, off: np.ndarray) -> np.ndarray:
-        """The columns (subset, x and y) of the networks marked in ``off``."""
-        return np.flatnonzero(
-            np.concatenate([off[self.col_net], off[self.big], off[self.y_net]])
-        ).astype(np.int32)
-
-    def _run(
-        self, limit: float, start: np.ndarray | None, time_limit: float | None
-    ) -> tuple[np.ndarray, float, float, float] | None:
-        h = self.highs
-        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
-        h.changeRowBounds(self.budget_row, 0.0, float(bound))
-        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-        if start is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = self._full(start)
-            solution.value_valid = True
-            h.setSolution(solution)
-        h.run()
-        status = h.getModelStatus()
-        if status == highspy.HighsModelStatus.kInfeasible:
-            return None
-        info = h.getInfo()
-        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
-            raise NoIncumbent(f"no choice found within {time_limit:.3g} s (the time limit)")
-        if status != highspy.HighsModelStatus.kOptimal and not (
-            status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
-            and has_solution
-        ):
-            raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
-        x = self._networks(np.asarray(h.getSolution().col_value))
-        objective = float(info.objective_function_value)
-        if status == highspy.HighsModelStatus.kOptimal:
-            return x, objective, objective, 0.0
-        return x, objective, float(info.mip_dual_bound), float(info.mip_gap)
-
-    def tie_break(
-        self,
-        limit: float,
-        objective: float,
-        time_limit: float | None,
-        off: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """x of the solution TieBreak prefers among those whose objective is at most
-        ``objective``, the optimum run just proved; its solution is the first incumbent."""
-        col = np.asarray(self.highs.getSolution().col_value)
-        h = _highs(self.verbose)
-        if self.presolve:
-            h.setOptionValue("presolve", "on")
-        h.passModel(self.lp)
-        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
-        h.changeRowBounds(self.budget_row, 0.0, float(bound))
-        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-        if off is not None and off.any():
-            fixed = self._columns_of(off)
-            h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.zeros(fixed.size))
-        n_col = col.size
-        primary = np.asarray(self.lp.col_cost_)
-        # Objectives equal to HiGHS' feasibility tolerance are ties: what the MIP can tell apart.
-        _add_row(h, primary, objective + TIE_TOLERANCE * max(1.0, abs(objective)))
-        cols = np.flatnonzero(self.deploys >= 0)
-        nets = self.deploys[cols]
-        ones = np.ones(cols.size)
-        # Criteria in order, over the deploying columns: (coefficients, integral).
-        criteria = [(ones, True)]
-        if np.unique(self.row_cost[nets]).size > 1:  # equal costs: cost is count x cost
-            criteria.append((np.asarray(self.row_cost[nets], dtype=float), bool(self.unit)))
-        if self.est[nets].any():
-            criteria.append((self.est[nets].astype(float), True))
-        criteria.append((self.size[nets].astype(float), True))
-        # Only solutions deploying no more networks than this one can win: that bounds the
-        # range of every integral criterion, so consecutive ones combine into one objective
-        # with exact integer weights (up to TIE_WEIGHT_MAX).
-        deployed = int(round(col[cols].sum()))
-        _add_row(h, _spread(ones, cols, n_col), float(deployed))
-        groups: list[tuple[np.ndarray, bool]] = []
-        for coef, integral in criteria:
-            top = deployed * float(coef.max(initial=0.0))
-            if groups and groups[-1][1] and integral:
-                weights = groups[-1][0] * (top + 1) + coef
-                if deployed * weights.max(initial=0.0) <= TIE_WEIGHT_MAX:
-                    groups[-1] = (weights, True)
-                    continue
-            groups.append((coef, integral))
-        for g, (coef, integral) in enumerate(groups):
-            full = _spread(coef, cols, n_col)
-            h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), full)
-            start = highspy.HighsSolution()
-            start.col_value = col
-            start.value_valid = True
-            h.setSolution(start)
-            h.run()
-            status = h.getModelStatus()
-            if h.getInfo().primal_solution_status == 2:
-                col = np.asarray(h.getSolution().col_value)
-            if status != highspy.HighsModelStatus.kOptimal:
-                break  # the time limit: keep the best tie found so far (still optimal)
-            if g + 1 < len(groups):
-                value = float(full @ col)
-                slack = 0.5 if integral else TIE_TOLERANCE * max(1.0, abs(value))
-                _add_row(h, full, value + slack)
-        return self._networks(col)
-
-    def _code(self, served: np.ndarray, cost_rank: np.ndarray) -> np.ndarray:
-        powers = self.base ** np.arange(self.width, dtype=np.int64)
-        return ((served.astype(np.int64) + 1) @ powers) * max(1, self.costs.size) + cost_rank
-
-    def _networks(self, col_value: np.ndarray) -> np.ndarray:
-        """0/1 per network from a column vector: a subset column deploys its network."""
-        x = np.zeros(self.n_net)
-        x[self.col_net[col_value[: self.n_sub] > 0.5]] = 1.0
-        x[self.big] = col_value[self.n_sub : self.n_sub + self.n_x]
-        return x
-
-    def _full(self, x: np.ndarray) -> np.ndarray:
-        """A deployment x as a full column vector: each deployed network's served set as its
-        column (of that set and cost, the best), the large ones as x and y."""
-        deployed = np.flatnonzero(x > 0.5)
-        serving = _assignment(self.loss, deployed)
-        col = np.zeros(self.n_sub + self.n_x + self.y_net.size)
-        for n in np.unique(serving):
-            if not self.small[n]:
-                continue
-            served = np.full((1, self.width), -1)
-            tasks = np.flatnonzero(serving == n)
-            served[0, : tasks.size] = tasks
-            rank = np.searchsorted(self.costs, np.round(self.cost[n] * 1e9))
-            code = self._code(served, np.array([rank]))
-            at = np.searchsorted(self.sorted_codes, code)
-            # Every served set of a deployed small network has its (set, cost) column.
-            assert at[0] < self.sorted_codes.size and self.sorted_codes[at[0]] == code[0]
-            col[self.code_order[at]] = 1.0
-        is_big = np.isin(deployed, self.big)
-        col[self.n_sub + np.searchsorted(self.big, deployed[is_big])] = 1.0
-        on = np.isin(self.y_net, deployed) & (serving[self.y_task] == self.y_net)
-        col[self.n_sub + self.n_x + np.flatnonzero(on)] = 1.0
-        return col
+def _formulation(loss: np.ndarray, subset_max: int) -> str:
+    size = (~np.isnan(loss)).sum(axis=1)
+    pairs = int(size[size > subset_max].sum())
+    return "benders" if pairs > BENDERS_MIN_PAIRS else "subsets"
 
 
 class BudgetSolver:
@@ -625,6 +320,7 @@ class BudgetSolver:
         verbose: bool = False,
         estimated: np.ndarray | None = None,
         tie_break: bool = True,
+        formulation: str = "auto",
     ) -> None:
         loss = np.asarray(loss, dtype=float)
         cost = np.asarray(cost, dtype=float)
@@ -644,15 +340,24 @@ class BudgetSolver:
         # Presolve: off pays on the 12-task sweep (see _highs); on, the facility-location model
         # is 3x faster at the tight budgets of 30+ tasks with triples, the subset model 3x
         # slower at 50 tasks (bench/RESULTS_solver.md).
-        self.model = _Model(
-            sub_loss,
-            sub_cost,
-            unit,
-            verbose,
-            presolve=not subsets and self.kept.size > 1000,
-            subset_max=subset_max if subsets else 0,
-            estimated=est[self.kept],
-        )
+        if formulation == "auto":
+            formulation = _formulation(sub_loss, subset_max if subsets else 0)
+        if formulation not in FORMULATIONS:
+            raise ValueError(f"formulation must be one of {FORMULATIONS} or auto: {formulation!r}")
+        self.formulation = formulation
+        self.model: SubsetModel | CutModel
+        if formulation == "benders":
+            self.model = CutModel(sub_loss, sub_cost, unit, verbose, estimated=est[self.kept])
+        else:
+            self.model = SubsetModel(
+                sub_loss,
+                sub_cost,
+                unit,
+                verbose,
+                presolve=not subsets and self.kept.size > 1000,
+                subset_max=subset_max if subsets else 0,
+                estimated=est[self.kept],
+            )
         self._best: list[Solution] = []  # solved so far, for warm starts
         self._masks: np.ndarray | None = None  # kept networks' task sets as int64 bits
 
@@ -693,9 +398,9 @@ class BudgetSolver:
             left = None
             if self.time_limit:
                 left = max(self.time_limit - (time.perf_counter() - began), 0.01)
-            x = self.model.tie_break(limit, objective, left, off)
+            x = self.model.tie_break(limit, objective, left, off, start=x)
         chosen = self.kept[np.flatnonzero(x > 0.5)]
-        assignment = _assignment(self.loss, chosen)
+        assignment = mip.assignment(self.loss, chosen)
         # Deploy only networks that serve a task: an unused one can only cost budget, and
         # scoring on test takes the min over every deployed network, so it must not linger.
         used = np.unique(assignment)
@@ -907,12 +612,12 @@ class WorstCover:
         vals.append(row_cost)
         lo.append(np.zeros(1))
         hi.append(np.array([float(row_cost.sum())]))
-        self.highs = _highs()
+        self.highs = new_highs()
         # Presolve on: 1.5-4x faster at the exact-cover budget of 12 tasks + triples (the only
         # slow one there), no worse on 30 tasks (bench/RESULTS_solver.md).
         self.highs.setOptionValue("presolve", "on")
         self.highs.passModel(
-            _lp(
+            highs_lp(
                 obj,
                 np.zeros(n_col),
                 np.ones(n_col),
@@ -928,7 +633,7 @@ class WorstCover:
 
     def _bounds(self, limit: float) -> tuple[float, float]:
         """The budget row's bounds: spent <= limit, and maximal: spent > limit - cheapest (a
-        margin well above the feasibility tolerances set in _highs(); integers when costs have
+        margin well above the feasibility tolerances set in new_highs(); integers when costs have
         a unit)."""
         low = limit - self.cost.min()
         if self.unit:
@@ -982,49 +687,3 @@ def worst_cover(
 ) -> tuple[tuple[int, ...], float, float] | None:
     """The worst maximal cover at one budget (WorstCover): (chosen, value, gap) or None."""
     return WorstCover(loss, cost, tolerance).solve(budget, time_limit)
-
-
-def _spread(values: np.ndarray, cols: np.ndarray, n_col: int) -> np.ndarray:
-    out = np.zeros(n_col)
-    out[cols] = values
-    return out
-
-
-def _add_row(h: highspy._Highs, coef: np.ndarray, upper: float) -> None:
-    """Add the row coef . x <= upper."""
-    nz = np.flatnonzero(coef)
-    h.addRow(-highspy.kHighsInf, float(upper), nz.size, nz.astype(np.int32), coef[nz])
-
-
-def _lp(
-    obj: np.ndarray,
-    col_lo: np.ndarray,
-    col_hi: np.ndarray,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    vals: np.ndarray,
-    row_lo: np.ndarray,
-    row_hi: np.ndarray,
-    n_binary: int,
-    maximise: bool = False,
-) -> highspy.HighsLp:
-    """A HighsLp from coordinate (row, col, value) entries; the first n_binary columns are
-    integer (0/1 by their bounds), the rest continuous."""
-    order = np.lexsort((rows, cols))
-    rows, cols, vals = rows[order], cols[order], vals[order]
-    n_col = obj.size
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n_col, row_lo.size
-    lp.col_cost_ = obj.astype(float)
-    lp.col_lower_, lp.col_upper_ = col_lo.astype(float), col_hi.astype(float)
-    lp.row_lower_, lp.row_upper_ = row_lo.astype(float), row_hi.astype(float)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.searchsorted(cols, np.arange(n_col + 1)).astype(np.int32)
-    lp.a_matrix_.index_ = rows.astype(np.int32)
-    lp.a_matrix_.value_ = vals.astype(float)
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n_binary + [
-        highspy.HighsVarType.kContinuous
-    ] * (n_col - n_binary)
-    if maximise:
-        lp.sense_ = highspy.ObjSense.kMaximize
-    return lp
