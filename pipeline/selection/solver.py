@@ -20,8 +20,11 @@ Both MIP gaps are set to 0 so the answer is optimal, not merely within HiGHS' de
 :class:`BudgetSolver` adds what keeps this exact at scale (bench/RESULTS_solver.md measures each
 lever against :class:`PlainSolver`, the formulation above and nothing else):
 
-* served subsets (SubsetModel): networks with few tasks enter as one column per subset of
-  their tasks they could serve, so the LP has one row per task, not one per (task, network);
+* served subsets (subsets.SubsetModel): networks with few tasks enter as one column per subset
+  of their tasks they could serve, so the LP has one row per task, not one per (task, network);
+* Benders cuts (benders.CutModel), where large networks would need many facility-location
+  rows: the assignment is projected out, the LP closes with a few dozen cuts, and reduced-cost
+  fixing leaves the MIP the networks that can matter (``formulation``: auto picks);
 * dominance: network A is dropped when some B costs no more, has every task of A and a loss no
   worse on each of them (swap A for B in any solution: no dearer, no worse), ties kept once;
 * the cheapest cover is solved once (a set-cover MIP); budgets below it are answered from it
