@@ -330,7 +330,7 @@ class _Master:
     def __init__(
         self, model: CutModel, nets: np.ndarray, limit: float | None = None, integral: bool = True
     ) -> None:
-        self.model, self.nets = model, np.asarray(nets, dtype=int)
+        self.model, self.nets, self.integral = model, np.asarray(nets, dtype=int), integral
         self.local = np.full(model.n_net, -1)
         self.local[self.nets] = np.arange(self.nets.size)
         n_x, n_task = self.nets.size, model.n_task
@@ -392,8 +392,8 @@ class _Master:
         h = self.highs
         left = max(deadline - time.perf_counter(), 1e-3)
         # HiGHS' simplex compares time_limit with the instance's run time summed over all its
-        # runs, its MIP with this run's (measured, highspy 1.16): the sum bounds both.
-        set_time_limit(h, h.getRunTime() + left)
+        # runs, its MIP with this run's alone (measured, highspy 1.16).
+        set_time_limit(h, left if self.integral else h.getRunTime() + left)
         h.run()
         return h.getModelStatus()
 
@@ -405,7 +405,7 @@ class _Master:
         col = np.asarray(self.highs.getSolution().col_value)
         x = np.zeros(self.model.n_net)
         x[self.nets] = col[: self.nets.size]
-        if self.highs.getLp().integrality_:
+        if self.integral:
             x = np.round(x)
         return x, col[self.nets.size :]
 
