@@ -3,10 +3,9 @@ then the checks a schema cannot express. Every error names the offending key, fi
 
 from __future__ import annotations
 
-import copy
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -17,10 +16,13 @@ from .models import ARCHITECTURES, TRUNKS
 
 # Re-exported: the schema check itself lives in .options (no torch import: `taskgroup select`).
 from .options import (  # noqa: F401
+    WORKFLOW_CONFIGFILE,
     ConfigError,
     ConfigWarning,
+    config_files,
     emit_warning,
     load_schema,
+    merge_config_layers,
     schema_defaults,
     schema_path,
     validate_schema,
@@ -297,51 +299,6 @@ def _known_hint(unknown: list[str], known: tuple[str, ...]) -> str:
         return f"known: {list(known)}"
     close = {t: difflib.get_close_matches(t, known, n=3, cutoff=0.6) for t in unknown[:5]}
     return f"{len(known)} known tasks; closest: {close}"
-
-
-# The Snakefile's `configfile:`, relative to the working directory (Snakemake's rule): the first
-# layer of the effective config wherever it exists, under every --configfile.
-WORKFLOW_CONFIGFILE = "config.yaml"
-
-
-def merge_config_layers(layers: Sequence[dict]) -> dict:
-    """The effective config of ``layers`` (first the workflow's config.yaml, then each
-    --configfile, then --config), as Snakemake merges them: later values win and mappings merge
-    key by key (snakemake.utils.update_config), except ``dataset``: a later layer's dataset
-    replaces the earlier one whole, so the targets or tasks of two datasets never mix."""
-    merged: dict = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if key == "dataset" or not isinstance(value, Mapping):
-                merged[key] = copy.deepcopy(value)
-            else:
-                merged[key] = _deep_merge(merged.get(key), value)
-    return merged
-
-
-def _deep_merge(base, update: Mapping) -> dict:
-    out = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
-    for key, value in update.items():
-        out[key] = (
-            _deep_merge(out.get(key), value) if isinstance(value, Mapping) else copy.deepcopy(value)
-        )
-    return out
-
-
-def config_files(
-    paths: str | Path | Sequence[str | Path], base: str | Path | None = WORKFLOW_CONFIGFILE
-) -> list[Path]:
-    """The files of the effective config, in merge order: ``base`` (the workflow's config.yaml
-    in the working directory) where it exists and is not one of ``paths``, then ``paths``."""
-    given = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    for path in given:
-        if not path.exists():
-            raise FileNotFoundError(f"--configfile {path}: no such file")
-    files = list(given)
-    if base is not None and Path(base).exists():
-        if not any(path.resolve() == Path(base).resolve() for path in given):
-            files.insert(0, Path(base))
-    return files
 
 
 def load_config_file(

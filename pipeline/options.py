@@ -9,6 +9,7 @@ import copy
 import functools
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -201,3 +202,48 @@ def validate_schema(config: dict, warn=None) -> dict:
             emit_warning(warn, message, ConfigWarning)
             config["selection"]["budgets"] = unique
     return config
+
+
+# The Snakefile's `configfile:`, relative to the working directory (Snakemake's rule): the first
+# layer of the effective config wherever it exists, under every --configfile.
+WORKFLOW_CONFIGFILE = "config.yaml"
+
+
+def merge_config_layers(layers: Sequence[dict]) -> dict:
+    """The effective config of ``layers`` (first the workflow's config.yaml, then each
+    --configfile, then --config), as Snakemake merges them: later values win and mappings merge
+    key by key (snakemake.utils.update_config), except ``dataset``: a later layer's dataset
+    replaces the earlier one whole, so the targets or tasks of two datasets never mix."""
+    merged: dict = {}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key == "dataset" or not isinstance(value, Mapping):
+                merged[key] = copy.deepcopy(value)
+            else:
+                merged[key] = _deep_merge(merged.get(key), value)
+    return merged
+
+
+def _deep_merge(base, update: Mapping) -> dict:
+    out = copy.deepcopy(dict(base)) if isinstance(base, Mapping) else {}
+    for key, value in update.items():
+        out[key] = (
+            _deep_merge(out.get(key), value) if isinstance(value, Mapping) else copy.deepcopy(value)
+        )
+    return out
+
+
+def config_files(
+    paths: str | Path | Sequence[str | Path], base: str | Path | None = WORKFLOW_CONFIGFILE
+) -> list[Path]:
+    """The files of the effective config, in merge order: ``base`` (the workflow's config.yaml
+    in the working directory) where it exists and is not one of ``paths``, then ``paths``."""
+    given = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    for path in given:
+        if not path.exists():
+            raise FileNotFoundError(f"--configfile {path}: no such file")
+    files = list(given)
+    if base is not None and Path(base).exists():
+        if not any(path.resolve() == Path(base).resolve() for path in given):
+            files.insert(0, Path(base))
+    return files

@@ -134,3 +134,45 @@ def test_validate_abbreviates_hundreds_of_tasks() -> None:
     line = _dataset_line({"name": "toxcast", "tasks": tasks})
     assert line.startswith("dataset toxcast; 617 task(s): 'assay_0', 'assay_1', ")
     assert line.endswith("'assay_8', ... (607 more), 'assay_616'") and len(line) < 200
+
+
+def test_select_merges_its_configfile_over_the_folder_config(tmp_path: Path, monkeypatch) -> None:
+    # `taskgroup select --configfile x.yaml` in the user's folder reads what `snakemake
+    # --configfile x.yaml` there runs: x's dataset (tasks c, d) replaces config.yaml's whole,
+    # and config.yaml's selection (budgets 1, 2) stays where x says nothing.
+    import argparse
+
+    from pipeline.selection.cli import _selection_config
+
+    folder = _folder(tmp_path)
+    with open(folder / "x.yaml") as fh:
+        other = yaml.safe_load(fh)
+    other["dataset"]["tasks"] = ["c", "d"]
+    other["selection"] = {"objective": "normalised"}
+    (folder / "x.yaml").write_text(yaml.safe_dump(other))
+    monkeypatch.chdir(folder)
+
+    def args(*configfile: str, replace: bool = False) -> argparse.Namespace:
+        return argparse.Namespace(
+            configfile=list(configfile) if configfile else None,
+            replace_workflow_config=replace,
+            budgets=None,
+            objective=None,
+            tasks=None,
+        )
+
+    selection, tasks = _selection_config(args("x.yaml"))
+    assert tasks == ["c", "d"]
+    assert list(selection["budgets"]) == [1, 2] and selection["objective"] == "normalised"
+    # Without --configfile: ./config.yaml alone; with --replace-workflow-config: x alone.
+    selection, _ = _selection_config(args())
+    assert list(selection["budgets"]) == [1, 2] and selection["objective"] == "sum"
+    selection, _ = _selection_config(args("x.yaml", replace=True))
+    assert list(selection["budgets"]) != [1, 2] and selection["objective"] == "normalised"
+    # '' alone: the defaults, whatever the folder holds.
+    selection, tasks = _selection_config(args(""))
+    assert tasks is None and list(selection["budgets"]) != [1, 2]
+    from pipeline.options import ConfigError
+
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        _selection_config(args("missing.yaml"))

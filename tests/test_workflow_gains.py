@@ -104,7 +104,7 @@ def test_select_reads_only_the_chosen_networks_per_sample_files(
     config = write_config(tmp_path)
     code = main(
         ["select", "--metrics", str(copy / "metrics.parquet"), "--out", str(out),
-         "--configfile", str(config)]
+         "--configfile", str(config), "--replace-workflow-config"]
     )  # fmt: skip
     assert code == 0
     before = pq.read_table(one_seed / "results" / "gains.parquet").to_pandas()

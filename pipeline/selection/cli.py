@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -11,22 +12,44 @@ import yaml
 def _selection_config(args: argparse.Namespace) -> tuple[dict, list[str] | None]:
     """The config's selection section (defaults filled) and task list, through the workflow's
     own schema check (pipeline.options.validate_schema: errors name the key); command-line
-    overrides win and are checked the same way."""
-    from ..options import ConfigError, validate_schema
+    overrides win and are checked the same way. The config is the one ``snakemake
+    --configfile`` run here would use: ./config.yaml, then each --configfile over it (a later
+    dataset replacing the earlier whole; pipeline.options.merge_config_layers), unless
+    --replace-workflow-config; ``--configfile ''`` alone: the defaults."""
+    from ..options import (
+        WORKFLOW_CONFIGFILE,
+        ConfigError,
+        config_files,
+        merge_config_layers,
+        validate_schema,
+    )
 
-    raw: dict = {}
-    if args.configfile:
-        with open(args.configfile) as fh:
-            raw = yaml.safe_load(fh) or {}
+    if args.configfile is None:  # not given: ./config.yaml where there is one
+        given = [WORKFLOW_CONFIGFILE] if Path(WORKFLOW_CONFIGFILE).exists() else []
+    else:
+        given = [p for p in args.configfile if p]
+    files = []
+    if given:
+        base = None if args.replace_workflow_config else WORKFLOW_CONFIGFILE
+        try:
+            files = config_files(given, base=base)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+    layers = []
+    for file in files:
+        with open(file) as fh:
+            layers.append(yaml.safe_load(fh) or {})
+    raw = merge_config_layers(layers)
     raw = {**raw, "selection": dict(raw.get("selection") or {})}
     if args.budgets:
         raw["selection"]["budgets"] = args.budgets
     if args.objective:
         raw["selection"]["objective"] = args.objective
+    where = " + ".join(map(str, files)) or "command line"
     try:
         config = validate_schema(raw)
     except ConfigError as err:
-        raise ConfigError(f"{args.configfile or 'command line'}: {err}") from None
+        raise ConfigError(f"{where}: {err}") from None
     dataset = config["dataset"]
     tasks = args.tasks.split(",") if args.tasks else dataset.get("tasks")
     if tasks is not None:
@@ -45,7 +68,6 @@ def _budgets(text: str) -> list[float]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from . import run_selection
 
@@ -88,8 +110,14 @@ def _run(action, out: str) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--configfile",
-        default="config.yaml",
-        help="read its selection: section and dataset.tasks ('' for defaults)",
+        nargs="+",
+        help="read the selection: section and dataset.tasks of these files merged over "
+        "./config.yaml, as `snakemake --configfile` run here does ('' for defaults)",
+    )
+    parser.add_argument(
+        "--replace-workflow-config",
+        action="store_true",
+        help="leave ./config.yaml out, as snakemake --replace-workflow-config does",
     )
     parser.add_argument("--out", default="results/selection", help="output directory")
     parser.add_argument(
