@@ -38,9 +38,10 @@ def random_table(seed: int, n_task: int, n_net: int, quarters: bool):
     loss = np.full((n_net, n_task), np.nan)
     for n in range(n_net):
         members = rng.choice(n_task, int(rng.integers(1, n_task + 1)), replace=False)
-        loss[n, members] = (
-            rng.integers(1, 5, members.size) / 4 if quarters else rng.uniform(0.2, 1.0, members.size)
-        )
+        if quarters:
+            loss[n, members] = rng.integers(1, 5, members.size) / 4
+        else:
+            loss[n, members] = rng.uniform(0.2, 1.0, members.size)
     # 1.0004: costs without a common unit, so cost is a tie-break pass of its own.
     cost = rng.choice([0.5, 1.0, 1.0004, 1.5], n_net)
     estimated = rng.random(n_net) < 0.3
