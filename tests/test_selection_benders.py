@@ -104,9 +104,7 @@ def test_larger_tables_match_the_served_subset_model(path, seed):
     loss, cost, estimated = random_table(seed, 8, 120, quarters=False)
     budgets = [1.0, 2.0, 3.0, 4.5, 6.0]
     mine = BudgetSolver(loss, cost, estimated=estimated, formulation="benders").solve_all(budgets)
-    theirs = BudgetSolver(loss, cost, estimated=estimated, formulation="subsets").solve_all(
-        budgets
-    )
+    theirs = BudgetSolver(loss, cost, estimated=estimated, formulation="subsets").solve_all(budgets)
     for a, b in zip(mine, theirs):
         assert (a is None) == (b is None)
         if a is not None:
