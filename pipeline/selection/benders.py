@@ -111,11 +111,9 @@ class CutModel:
 
     def true_objective(self, x: np.ndarray) -> float:
         """sum_t min over deployed networks holding t of L[n, t] (inf where t is unserved)."""
-        on = x > 0.5
-        if not on.any():
+        if not (x > 0.5).any():
             return float("inf")
-        with np.errstate(all="ignore"):
-            best = np.fmin.reduce(np.where(on[:, None], self.loss, np.nan), axis=0)
+        best = self.task_losses(x)
         return float("inf") if np.isnan(best).any() else float(best.sum())
 
     def task_losses(self, x: np.ndarray) -> np.ndarray:
@@ -337,8 +335,8 @@ class _Master:
         self.n_col = n_x + n_task
         inf = highspy.kHighsInf
         h = self.highs = new_highs(model.verbose)
-        # The fixed and absent columns leave the MIP in presolve: 2-10x faster at 27 tasks.
-        h.setOptionValue("presolve", "on")
+        # Presolve stays off (new_highs): where presolve alone solved a master HiGHS 1.16 handed
+        # back the incumbent we gave it as the solution, beside the optimum's objective.
         h.addCols(
             self.n_col,
             np.r_[np.zeros(n_x), np.ones(n_task)],

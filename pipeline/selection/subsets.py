@@ -5,7 +5,6 @@ module doc has the formulation)."""
 from __future__ import annotations
 
 import itertools
-import math
 
 import highspy
 import numpy as np
@@ -15,8 +14,12 @@ from .mip import (
     TIE_TOLERANCE,
     NoIncumbent,
     add_row,
+    budget_bound,
+    has_solution,
     highs_lp,
     new_highs,
+    set_start,
+    set_time_limit,
     spread,
     tie_criteria,
     tie_slack,
@@ -188,25 +191,21 @@ class SubsetModel:
         self, limit: float, start: np.ndarray | None, time_limit: float | None
     ) -> tuple[np.ndarray, float, float, float] | None:
         h = self.highs
-        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
-        h.changeRowBounds(self.budget_row, 0.0, float(bound))
-        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        h.changeRowBounds(self.budget_row, 0.0, budget_bound(limit, self.unit))
+        set_time_limit(h, time_limit)
         if start is not None:
-            solution = highspy.HighsSolution()
-            solution.col_value = self._full(start)
-            solution.value_valid = True
-            h.setSolution(solution)
+            set_start(h, self._full(start))
         h.run()
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             return None
         info = h.getInfo()
-        has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-        if status == highspy.HighsModelStatus.kTimeLimit and not has_solution:
+        solved = has_solution(h)
+        if status == highspy.HighsModelStatus.kTimeLimit and not solved:
             raise NoIncumbent(f"no choice found within {time_limit:.3g} s (the time limit)")
         if status != highspy.HighsModelStatus.kOptimal and not (
             status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt)
-            and has_solution
+            and solved
         ):
             raise RuntimeError(f"HiGHS stopped with {h.modelStatusToString(status)}")
         x = self._networks(np.asarray(h.getSolution().col_value))
@@ -231,9 +230,8 @@ class SubsetModel:
         if self.presolve:
             h.setOptionValue("presolve", "on")
         h.passModel(self.lp)
-        bound = math.floor(limit * self.unit + 1e-9) if self.unit else limit
-        h.changeRowBounds(self.budget_row, 0.0, float(bound))
-        h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+        h.changeRowBounds(self.budget_row, 0.0, budget_bound(limit, self.unit))
+        set_time_limit(h, time_limit)
         if off is not None and off.any():
             fixed = self._columns_of(off)
             h.changeColsBounds(fixed.size, fixed, np.zeros(fixed.size), np.zeros(fixed.size))
@@ -251,13 +249,10 @@ class SubsetModel:
         for g, (coef, integral) in enumerate(groups):
             full = spread(coef, cols, n_col)
             h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), full)
-            start = highspy.HighsSolution()
-            start.col_value = col
-            start.value_valid = True
-            h.setSolution(start)
+            set_start(h, col)
             h.run()
             status = h.getModelStatus()
-            if h.getInfo().primal_solution_status == 2:
+            if has_solution(h):
                 col = np.asarray(h.getSolution().col_value)
             if status != highspy.HighsModelStatus.kOptimal:
                 break  # the time limit: keep the best tie found so far (still optimal)
