@@ -181,8 +181,6 @@ def _retrain(
     """Retrain one chosen network (one seed) from its recorded spec: (trainer, final weights,
     recorded metrics) when it reproduces the recorded final validation losses, else None
     (logged). Refused (ExportError) when ``config`` no longer gives the recorded spec."""
-    import torch
-
     from .datasets import load_dataset
     from .split import make_split
     from .training import Trainer, resolve_device
@@ -201,29 +199,66 @@ def _retrain(
         )
     data = load_dataset(spec["dataset"])
     labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
-    capture = _FinalWeights()
-    trainer = Trainer(data, labels, spec, resolve_device(), checkpoint=capture)
-    # The train rule runs every training on one thread (threads: 1); a CPU kernel's result
-    # can depend on how many threads split it (convolutions do), so retrain on one too.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        table = trainer.fit().to_pandas()
-    finally:
-        torch.set_num_threads(threads)
+    trainer = Trainer(data, labels, spec, resolve_device())
+    table, state = _fit_in_fresh_process(spec)
     final = table[(table["split"] == "val") & (table["metric"] == "loss")]
     final = final[final["epoch"] == final["epoch"].max()]
     diff = max(
         abs(float(v) - float(recorded_loss.get(t, float("nan"))))
         for t, v in zip(final["task"], final["value"])
     )
-    if capture.state is None or not diff <= 1e-5:
+    if state is None or not diff <= 1e-5:
         log(
             f"not saved: {entry['network']} (seed {seed}) retrained to other final "
             f"losses than recorded (max |diff| {diff:.2g}); same device and torch?"
         )
         return None
-    return trainer, capture.state, recorded
+    return trainer, state, recorded
+
+
+def _fit_in_fresh_process(spec: dict):
+    """(metrics table, final weights) of ``spec``'s training, run as the train rule runs it: in
+    a new process on one thread. A long-lived process need not retrain bitwise the same: a CPU
+    kernel's result can depend on how many threads split it and on what ran before in that
+    process (oneDNN caches the convolution primitives it built for other thread counts), and
+    Adam turns a last-bit difference into a visible one within an epoch (seen in CI: 0.016 on an
+    image network's validation loss, retrained in the test process after hundreds of tests)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        table, weights = pool.submit(_fit_spec, spec).result()
+    if weights is None:
+        return table, None
+    import io
+
+    import torch
+
+    return table, torch.load(io.BytesIO(weights), weights_only=True)
+
+
+def _fit_spec(spec: dict):
+    """The child's side of :func:`_fit_in_fresh_process` (module level: spawn pickles it by
+    name). Weights travel as torch.save bytes, not as tensors shared through file descriptors."""
+    import io
+
+    import torch
+
+    torch.set_num_threads(1)
+    from .datasets import load_dataset
+    from .split import make_split
+    from .training import Trainer, resolve_device
+
+    data = load_dataset(spec["dataset"])
+    labels = make_split(data.n_rows, spec["split"]["fractions"], spec["split"]["seed"])
+    capture = _FinalWeights()
+    table = Trainer(data, labels, spec, resolve_device(), checkpoint=capture).fit().to_pandas()
+    if capture.state is None:
+        return table, None
+    buffer = io.BytesIO()
+    torch.save(capture.state, buffer)
+    return table, buffer.getvalue()
 
 
 def export_weights(

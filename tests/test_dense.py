@@ -186,6 +186,36 @@ def test_spec_carries_trunk_and_content_hashes_only_when_needed(images: Path) ->
     assert {**edited["model"], "trunk_source": None} == {**spec["model"], "trunk_source": None}
 
 
+
+def test_an_edited_or_moved_trunk_module_is_loaded_as_its_file_now_reads(
+    images: Path, tmp_path_factory, monkeypatch
+) -> None:
+    """One process, two reads: the trunk built is the code whose hash the spec carries, not
+    the first import sys.modules kept (a notebook or export after other work)."""
+    from pipeline.models.user import load_factory, trunk_source_hash
+
+    def channels(name: str = "my_trunks:conv") -> int:
+        return load_factory(name)((3, 16, 16), 1.0)[0].out_channels
+
+    monkeypatch.chdir(images)
+    assert channels() == 16
+    hashed = trunk_source_hash("my_trunks:conv")
+    module = images / "my_trunks.py"
+    module.write_text(module.read_text().replace("round(16 * width)", "round(17 * width)"))
+    assert channels() == 17 and trunk_source_hash("my_trunks:conv") != hashed
+    # Another working directory with its own my_trunks.py (another project, the next test)
+    # is read from there, before what sys.path holds.
+    other = tmp_path_factory.mktemp("other")
+    write_trunk_module(other)
+    monkeypatch.chdir(other)
+    assert channels() == 16 and trunk_source_hash("my_trunks:conv") == hashed
+    # A broken edit leaves no half-imported module behind: the next good read works.
+    (other / "my_trunks.py").write_text("raise RuntimeError('half-written')\n")
+    with pytest.raises(Exception, match="half-written"):
+        load_factory("my_trunks:conv")
+    write_trunk_module(other)
+    assert channels() == 16
+
 @pytest.mark.parametrize(
     ("trunk", "label", "expected"),
     [

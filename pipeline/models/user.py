@@ -50,19 +50,7 @@ def trunk_source_hash(name: str) -> str:
     addition to its file does not (:func:`factory_source`; the whole file where that cannot be
     told soundly). Found without importing it (its dependencies may be slow to import)."""
     module_name, _, attribute = name.partition(":")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
-    try:
-        # A top-level module is looked up on the path itself, not in sys.modules: the file
-        # the next import would read is the one whose content counts.
-        spec = (
-            importlib.util.find_spec(module_name)
-            if "." in module_name
-            else importlib.machinery.PathFinder.find_spec(module_name, sys.path)
-        )
-    except (ImportError, ValueError):
-        spec = None
+    spec = _module_spec(module_name)
     if spec is None or not spec.origin or not os.path.isfile(spec.origin):
         raise TrunkError(
             f"model.trunk {name!r}: cannot find module {module_name!r} (searched the working "
@@ -70,6 +58,49 @@ def trunk_source_hash(name: str) -> str:
         )
     stat = os.stat(spec.origin)
     return _source_hash(spec.origin, attribute.split(".")[0], stat.st_mtime_ns, stat.st_size)
+
+
+def _module_spec(module_name: str):
+    """Where ``module_name`` is read from: the working directory first (it is put on sys.path
+    so the module's own imports find their neighbours), then sys.path. A top-level module is
+    looked up on the path itself, not in sys.modules: the file the next import would read is
+    the one whose content counts, for the spec's hash and for the code that runs alike."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        if "." in module_name:
+            return importlib.util.find_spec(module_name)
+        return importlib.machinery.PathFinder.find_spec(module_name, [cwd, *sys.path])
+    except (ImportError, ValueError):
+        return None
+
+
+def _import_current(module_name: str):
+    """``module_name`` as its file now reads. A long-lived process (a notebook, ``export``
+    after other work) keeps the first import in sys.modules; a top-level module whose file
+    moved or changed since is executed again, so the trunk built is the one hashed."""
+    spec = _module_spec(module_name) if "." not in module_name else None
+    if spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return importlib.import_module(module_name)
+    with open(spec.origin, "rb") as source:
+        digest = hashlib.sha256(source.read()).hexdigest()
+    module = sys.modules.get(module_name)
+    if (
+        module is not None
+        and getattr(module, "__file__", None) == spec.origin
+        and getattr(module, "__taskgroup_source__", digest) == digest
+    ):
+        return module
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    module.__taskgroup_source__ = digest
+    return module
 
 
 @functools.lru_cache(maxsize=64)
@@ -246,12 +277,8 @@ def load_factory(name: str) -> Callable[..., nn.Module]:
     module_name, sep, attribute = name.partition(":")
     if not sep or not module_name or not attribute:
         raise TrunkError(f"model.trunk {name!r}: expected mlp, conv or 'package.module:factory'")
-    # Snakemake's job processes and `taskgroup` alike: the working directory is searched.
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.append(cwd)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_current(module_name)
     except Exception as err:  # any failure while importing the user's code
         raise TrunkError(
             f"model.trunk {name!r}: cannot import module {module_name!r} (searched the working "
