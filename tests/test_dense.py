@@ -186,7 +186,6 @@ def test_spec_carries_trunk_and_content_hashes_only_when_needed(images: Path) ->
     assert {**edited["model"], "trunk_source": None} == {**spec["model"], "trunk_source": None}
 
 
-
 def test_an_edited_or_moved_trunk_module_is_loaded_as_its_file_now_reads(
     images: Path, tmp_path_factory, monkeypatch
 ) -> None:
@@ -215,6 +214,7 @@ def test_an_edited_or_moved_trunk_module_is_loaded_as_its_file_now_reads(
         load_factory("my_trunks:conv")
     write_trunk_module(other)
     assert channels() == 16
+
 
 @pytest.mark.parametrize(
     ("trunk", "label", "expected"),
