@@ -130,9 +130,12 @@ def test_ctrl_c_cancels_running_jobs(tmp_path: Path) -> None:
         "--workflow-profile", "none", *DASK, "slow",
     ]  # fmt: skip
     with open(tmp_path / "snakemake.out", "w") as out:
+        # As from a terminal: SIGINT handled. Started from a background shell job (nohup, `&`),
+        # the tests inherit SIGINT ignored, and Python leaves an ignored SIGINT ignored.
         proc = subprocess.Popen(
             cmd, cwd=tmp_path, env=env(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     try:
         pids = _wait_for_pids(tmp_path, ["slow_shell", "slow_python"])
@@ -329,9 +332,12 @@ def test_worker_killed_during_a_job_is_retried_or_reported(tmp_path: Path) -> No
         "--workflow-profile", "none", *DASK, "out/slow/python.txt", "--config", "sleep_s=6",
     ]  # fmt: skip
     with open(tmp_path / "snakemake.out", "w") as out:
+        # As from a terminal: SIGINT handled. Started from a background shell job (nohup, `&`),
+        # the tests inherit SIGINT ignored, and Python leaves an ignored SIGINT ignored.
         proc = subprocess.Popen(
             cmd, cwd=tmp_path, env=env(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
     try:
         pids = _wait_for_pids(tmp_path, ["slow_python"])
