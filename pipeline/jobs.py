@@ -45,7 +45,71 @@ def run_snakemake_job(
     network's training is the same, with TAG's affinity recorded to ``output["affinity"]``).
     With ``pending`` (the trainings this process's Snakemake still has to run) and ``pack``
     (``training.pack``), the network is trained in a pack with same-shape ones
-    (``pipeline.packing``); a network that cannot be packed says why in its log."""
+    (``pipeline.packing``); a network that cannot be packed says why in its log, and a pack
+    that fails has each member retrained alone, so one member's error stays its own.
+
+    A training that raises fails its job, like any crashed job, unless the network is only a
+    random control of an estimating strategy (``results/groups/<method>.json`` lists it as a
+    control and not as a decided group): a control measures the strategy and is not part of
+    any answer it gives, so its error is recorded (status "failed", the traceback in its log)
+    and the solve goes on without it, as with a control that diverged."""
+    try:
+        _train_network(input, output, params, log, threads, pending, pack)
+    except Exception as error:
+        groups = _control_only_in(output["metrics"], params["spec"])
+        if groups is None:
+            raise
+        _record_failed_control(output, params, log, error, groups)
+
+
+def _control_only_in(metrics_file: str, spec: dict):
+    """The groups file that lists this network as a random control and not as a decided
+    group, or None. The run file's path names the results folder and the training method:
+    ``<results>/runs/<method>/seed<s>/<size>/<stem>.parquet`` (rules/train.smk)."""
+    from pathlib import Path
+
+    from .strategies.controls import read_controls
+    from .strategies.groups import read_decided_groups
+    from .sweep import Network
+
+    path = Path(metrics_file)
+    if len(path.parents) < 5 or path.parents[3].name != "runs":
+        return None
+    groups = path.parents[4] / "groups" / f"{path.parents[2].name}.json"
+    if not groups.exists():
+        return None
+    network = Network(tuple(spec["tasks"]), spec["size"])
+    try:
+        control_only = network in read_controls(groups) and network not in read_decided_groups(
+            groups
+        )
+    except (OSError, ValueError, KeyError):
+        return None
+    return groups if control_only else None
+
+
+def _record_failed_control(output, params, log, error: Exception, groups) -> None:
+    import traceback
+
+    from .datasets import load_dataset
+    from .schema import METRICS, TEST_LOSSES, write_table
+    from .training import failed_table, resolve_device
+
+    spec = params["spec"]
+    data = load_dataset(spec["dataset"])
+    kinds = [data.task_types[data.task_index(t)] for t in spec["tasks"]]
+    with open(log[0], "a") as log_file:
+        log_file.write("".join(traceback.format_exception(error)))
+        log_file.write(
+            f"failed: recorded as status 'failed' and left out of the solve, not fatal: this "
+            f"network is only a random control ({groups}). Delete its run file to retry.\n"
+        )
+    if "samples" in output:
+        write_table(TEST_LOSSES.empty_table(), output["samples"], TEST_LOSSES)
+    write_table(failed_table(spec, kinds, str(resolve_device())), output["metrics"], METRICS)
+
+
+def _train_network(input, output, params, log, threads, pending, pack) -> None:
     import torch
 
     from .datasets import load_dataset
@@ -59,13 +123,18 @@ def run_snakemake_job(
     tag = params.get("tag")
     not_packed = None
     if pending is not None and tag is None:
-        from .packing import pack_size, run_packed_job, unpackable_reason
+        from .packing import PackFailed, pack_size, run_packed_job, unpackable_reason
 
         if pack_size(pack) > 1:
             not_packed = unpackable_reason(spec)
             if not_packed is None:
-                run_packed_job(input, output, params, log, pending, pack_size(pack))
-                return
+                try:
+                    run_packed_job(input, output, params, log, pending, pack_size(pack))
+                    return
+                except PackFailed as failed:
+                    # Alone it trains bitwise as in the pack (from its own checkpoint):
+                    # only the member whose error it was fails again.
+                    not_packed = f"its pack failed ({failed.__cause__!r}); trained alone"
     device = resolve_device()
     data = load_dataset(spec["dataset"])
     labels = read_split(input["split"], data.n_rows)

@@ -613,6 +613,11 @@ class PackScheduler:
 SCHEDULER = PackScheduler()
 
 
+class PackFailed(RuntimeError):
+    """The pack a network was trained in raised (its ``__cause__``); the caller retrains the
+    network alone."""
+
+
 def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, size: int) -> None:
     """The ``train`` job body when packing: this network is trained in a pack of the trainings
     ``pending()`` lists (see :class:`PackScheduler`); its own files are written as alone."""
@@ -656,7 +661,7 @@ def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, 
         if slot.error is not None:
             log_file.write(f"pack failed: {slot.error!r}\n")
     if slot.error is not None:
-        raise RuntimeError(f"the pack training {job.output} failed: {slot.error}") from slot.error
+        raise PackFailed(f"the pack training {job.output} failed: {slot.error}") from slot.error
     if job.samples is not None:
         write_sample_losses(slot.samples, job.samples)
     write_table(slot.table, output["metrics"], METRICS)

@@ -41,7 +41,8 @@ METRICS = pa.schema(
         # NaN where undefined (one class only in a split) or after divergence.
         pa.field("value", pa.float64(), nullable=True),
         pa.field("n_labelled", pa.int64(), nullable=False),
-        # Network-level outcome: "ok" or "diverged" (then diverged_epoch says when).
+        # Network-level outcome: "ok", "diverged" (then diverged_epoch says when) or "failed"
+        # (a random control whose training raised: pipeline.jobs, training.failed_table).
         pa.field("status", pa.string(), nullable=False),
         pa.field("diverged_epoch", pa.int32(), nullable=True),
         pa.field("epochs", pa.int32(), nullable=False),

@@ -15,7 +15,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import NamedTuple
@@ -654,6 +654,32 @@ def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
         for name in METRICS.names
     }
     return pa.table(records, schema=METRICS)
+
+
+def failed_table(spec: dict, task_types: Sequence[str], device: str) -> pa.Table:
+    """The METRICS rows of a training that raised instead of finishing (a control's, recorded
+    rather than fatal: pipeline.jobs): one NaN loss per task and split at epoch 0, status
+    "failed". Every query that keeps ``status = 'ok'`` rows, or drops networks with any other
+    status from the solve, leaves it out; cost and macs are unknown (NaN, 0)."""
+    from .schema import with_spec
+
+    tasks = list(spec["tasks"])
+    constant = {
+        "dataset": spec["dataset"]["name"], "network": Network(tuple(tasks), spec["size"]).name,
+        "tasks": tasks, "n_tasks": len(tasks), "size": spec["size"], "width": 0,
+        "cost": float("nan"), "macs": 0, "architecture": spec["architecture"],
+        "weighting": spec["weighting"], "seed": int(spec["seed"]),
+        "epochs": int(spec["training"]["epochs"]), "device": device,
+        "config_hash": spec_hash(spec), "versions": package_versions(), "status": "failed",
+        "diverged_epoch": None, "epoch": 0, "metric": "loss", "value": float("nan"),
+        "n_labelled": 0, "wall_time_s": 0.0,
+    }  # fmt: skip
+    rows = [
+        {"task": task, "task_type": kind, "split": split}
+        for task, kind in zip(tasks, task_types)
+        for split in SPLITS
+    ]
+    return with_spec(rows_to_table(rows, constant), spec)
 
 
 def train_network(

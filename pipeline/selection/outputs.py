@@ -266,9 +266,11 @@ def _method_section(
         excluded_line = "Excluded as diverged: none."
     else:
         listed = "; ".join(
-            f"`{r.network}` (seeds {[int(x) for x in r.diverged_seeds]})" for r in mine.itertuples()
+            f"`{r.network}` ({'failed, a control: see its log; ' if r.failed else ''}"
+            f"seeds {[int(x) for x in r.diverged_seeds]})"
+            for r in mine.itertuples()
         )
-        excluded_line = f"Excluded as diverged ({len(mine)}): {listed}."
+        excluded_line = f"Excluded as diverged or failed ({len(mine)}): {listed}."
     budgets = settings.budgets
     totals = _table(
         ["budget"] + [LABELS[m] for m in METHODS + BASELINES],

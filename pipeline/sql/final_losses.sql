@@ -16,7 +16,8 @@ SELECT
     avg(value) AS mean,
     stddev_samp(value) AS std,
     count(*) AS seeds,
-    bool_or(status = 'diverged') AS any_diverged
+    -- 'failed': a control whose training raised (pipeline/jobs.py); NaN losses like a diverged one.
+    bool_or(status <> 'ok') AS any_diverged
 FROM final_rows
 GROUP BY architecture, weighting, network, task, split, metric
 ORDER BY architecture, weighting, network, task, split, metric;

@@ -8,6 +8,7 @@
 SELECT
     architecture, weighting, network, size, cost, NULL::BIGINT AS macs, seed,
     status = 'diverged' AS diverged,
+    FALSE AS failed,
     NULL::INTEGER AS diverged_epoch,
     NULL::INTEGER AS final_epoch,
     NULL::INTEGER AS best_epoch,

@@ -19,7 +19,9 @@ network_seed AS (
         any_value(size) AS size,
         any_value(cost) AS cost,
         any_value(macs) AS macs,
-        bool_or(status = 'diverged') AS diverged,
+        -- 'failed' (a control whose training raised: pipeline/jobs.py) is left out alike.
+        bool_or(status <> 'ok') AS diverged,
+        bool_or(status = 'failed') AS failed,
         min(diverged_epoch) AS diverged_epoch,
         -- A diverged network stops early; its last recorded epoch is its final one.
         max(epoch) AS final_epoch,
@@ -49,7 +51,7 @@ best_epoch AS (
     WHERE rank = 1
 )
 SELECT
-    n.architecture, n.weighting, n.network, n.size, n.cost, n.macs, n.seed, n.diverged,
+    n.architecture, n.weighting, n.network, n.size, n.cost, n.macs, n.seed, n.diverged, n.failed,
     n.diverged_epoch, n.final_epoch, b.best_epoch, n.early_epoch, l.task,
     -- Pivot the three epochs x two splits into columns (one row per network x seed x task).
     max(l.value) FILTER (WHERE l.split = 'val' AND l.epoch = n.final_epoch) AS val_final,
