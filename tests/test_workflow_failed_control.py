@@ -7,16 +7,14 @@ not)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.sweep import Network
-from workflow import REPO, write_config
+from workflow import snakemake_with_fault, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +23,13 @@ TAG = {"sweep": {"orders": [1, 2], "all_in_one": True, "sizes": ["full"], "seeds
        "selection": {"budgets": [1, 2, 3]}}  # fmt: skip
 GROUPS = Path("results/groups/hard_sharing-equal.json")
 
-LAUNCHER = """
-import json, sys
+FAULT = """
+import json
 from pathlib import Path
 
 from pipeline.training import Trainer
 
-WHICH = sys.argv.pop(1)  # "controls" or "decided": whose trainings raise
+WHICH = {which!r}  # whose trainings raise: "controls" or "decided"
 init = Trainer.__init__
 
 
@@ -39,8 +37,8 @@ def fault(self, data, labels, spec, *args, **kwargs):
     groups = Path("results/groups/hard_sharing-equal.json")
     if groups.exists():
         entries = json.loads(groups.read_text(encoding="utf-8"))
-        controls = {tuple(e["tasks"]) for e in entries.get("controls") or []}
-        decided = {tuple(e["tasks"]) for e in entries["networks"]}
+        controls = {{tuple(e["tasks"]) for e in entries.get("controls") or []}}
+        decided = {{tuple(e["tasks"]) for e in entries["networks"]}}
         hit = controls - decided if WHICH == "controls" else decided - controls
         # Not the first stage's networks (the all-in-one is a decided group too).
         if tuple(spec["tasks"]) in hit and len(spec["tasks"]) < len(data.task_names):
@@ -49,21 +47,11 @@ def fault(self, data, labels, spec, *args, **kwargs):
 
 
 Trainer.__init__ = fault
-from snakemake.cli import main
-
-main()
 """
 
 
 def _run(workdir: Path, which: str) -> subprocess.CompletedProcess:
-    (workdir / "launch.py").write_text(LAUNCHER)
-    cmd = [
-        sys.executable, str(workdir / "launch.py"), which,
-        "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(workdir / "config.yaml"), "--cores", "2",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=600)
+    return snakemake_with_fault(workdir, FAULT.format(which=which))
 
 
 def test_a_control_that_raises_is_recorded_and_the_answer_stands(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.schema import ESTIMATES, GRADTAG
-from workflow import network_files, snakemake, write_config
+from workflow import network_files, snakemake, snakemake_with_fault, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +62,63 @@ def test_bad_gradtag_options_are_refused_naming_the_key(tmp_path, options, extra
     proc = snakemake(tmp_path, "--dry-run", check=False)
     assert proc.returncode != 0
     assert key in proc.stdout + proc.stderr
+
+
+FAULTS = {
+    # The estimation job raises (out of memory, a bug, ...).
+    "raises": """
+import pipeline.affinity.gradtag as gradtag
+
+
+def meta_statistics(*args, **kwargs):
+    raise MemoryError("injected: no memory for the gradient statistics")
+
+
+gradtag.meta_statistics = meta_statistics
+""",
+    # The meta-training diverged: the estimates come out NaN.
+    "diverges": """
+import pyarrow as pa
+
+import pipeline.affinity.gradtag as gradtag
+
+table_of = gradtag.estimates_table
+
+
+def estimates_table(*args, **kwargs):
+    table = table_of(*args, **kwargs)
+    at = table.schema.get_field_index("relative_loss")
+    nan = pa.array([float("nan")] * table.num_rows)
+    return table.set_column(at, table.schema.field(at), nan)
+
+
+gradtag.estimates_table = estimates_table
+""",
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_failed_gradtag_estimate_is_recorded_and_the_answer_stands(tmp_path, fault) -> None:
+    config = {**GRADTAG_CONFIG, "selection": {"budgets": [1, 2]}}  # controls on
+    write_config(tmp_path, config)
+    proc = snakemake_with_fault(tmp_path, FAULTS[fault])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = tmp_path / "results"
+    assert pq.read_metadata(results / "estimate/hard_sharing-equal/seed0.parquet").num_rows == 0
+    log = (results / "logs/estimate/hard_sharing-equal/seed0.log").read_text()
+    assert "gradtag estimation failed" in log
+    assert ("injected: no memory" if fault == "raises" else "not finite") in log
+    decided = json.loads((results / "groups/hard_sharing-equal.json").read_text())
+    assert decided["networks"] == [] and decided["controls"] == []
+    assert "gradtag estimation failed" in decided["estimate_failed"]
+    # The answer over the first stage: the singles and the all-in-one network, nothing else.
+    trained = {tuple(r["tasks"]) for r in pq.read_table(results / "networks.parquet").to_pylist()}
+    assert {len(t) for t in trained} == {1, 4}
+    groupings = pq.read_table(results / "groupings.parquet").to_pandas()
+    optimal = groupings[groupings.selection_method == "optimal"]
+    assert set(optimal.budget) == {1.0, 2.0} and (optimal.status == "ok").all()
+    for name in ("summary.md", "estimates.md"):
+        assert "gradtag estimation failed" in (results / name).read_text(), name
+    # Recorded means done: a rerun trains and estimates nothing (delete the file to retry).
+    again = snakemake_with_fault(tmp_path, FAULTS[fault])
+    assert "Nothing to be done" in again.stdout + again.stderr

@@ -55,6 +55,28 @@ def snakemake(
     return proc
 
 
+def snakemake_with_fault(
+    workdir: Path, fault: str, *args: str, timeout: int = 600
+) -> subprocess.CompletedProcess:
+    """Like :func:`snakemake` (never raising), with ``fault`` (Python source) run first in the
+    Snakemake process: the default profile runs training and estimation jobs as its threads,
+    so what ``fault`` patches lands in the real jobs."""
+    launcher = workdir / "launch_with_fault.py"
+    launcher.write_text(f"{fault}\n\nfrom snakemake.cli import main\n\nmain()\n")
+    cmd = [
+        sys.executable, str(launcher),
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir),
+        "--configfile", str(workdir / "config.yaml"),
+        "--cores", "2",
+        *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
 def network_files(workdir: Path) -> dict[str, float]:
     """Network parquet path (relative to results/) -> mtime."""
     root = workdir / "results" / "runs"

@@ -131,10 +131,12 @@ def _strategy_line(strategy: dict | None) -> str:
             f"Strategy: **{name}** (`sweep.strategy`). Its estimate ({strategy['estimate']}) "
             "only decided which groups to train; estimates.md sets it against what was measured."
         )
+    notes = strategy.get("estimate_failed", [])
+    failed = "".join(f" **{method}: {note}.**" for method, note in notes)
     return (
-        f"{what} Every total below is **measured** (test losses of trained networks), except "
-        "HOA's choices that include a task set never trained (`*`), for which no total is "
-        "reported.\n\n"
+        f"{what}{failed} Every total below is **measured** (test losses of trained networks), "
+        "except HOA's choices that include a task set never trained (`*`), for which no total "
+        "is reported.\n\n"
     )
 
 
@@ -185,6 +187,9 @@ def run_selection(
     settings = Settings.from_config(selection_config)
     frames = query_metrics(metrics_path, settings.esa_fraction, tasks)
     pools = controls.read_pools(groups_files or [])
+    failed = controls.failed_estimates(groups_files or [])
+    if failed and strategy is not None:
+        strategy = {**strategy, "estimate_failed": failed}
     seconds = network_seconds(metrics_path) if pools else None
     samples = SampleSource(networks_path, split_path, settings.epoch)
     frame = _solve_and_write(

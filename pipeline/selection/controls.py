@@ -67,6 +67,18 @@ def read_pools(groups_files: Sequence[str | os.PathLike]) -> dict[tuple[str, str
     return pools
 
 
+def failed_estimates(groups_files: Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
+    """(method, what the groups file says) for each method whose estimate failed: its groups
+    were decided from fewer seeds, or none at all (the answer is then the first stage's)."""
+    failed = []
+    for path in groups_files:
+        with open(path) as fh:
+            decided = json.load(fh)
+        if decided.get("estimate_failed"):
+            failed.append((decided.get("method", str(path)), decided["estimate_failed"]))
+    return failed
+
+
 def take(cand: Candidates, keep: np.ndarray) -> Candidates:
     """``cand`` restricted to the networks ``keep`` (bool over networks)."""
     idx = np.flatnonzero(keep)

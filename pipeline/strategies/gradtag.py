@@ -16,6 +16,7 @@ subset's estimated member losses (``results/estimate/<method>/seed<seed>.parquet
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pyarrow.parquet as pq
@@ -25,6 +26,8 @@ from .groups import groups_from_affinity
 
 # The training spec's parts the all-in-one network's spec is rebuilt from.
 SPEC_KEYS = ("dataset", "split", "model", "training")
+# The estimation log's line when the estimate failed (the groups file quotes it).
+FAILED_LOG_LINE = "gradtag estimation failed"
 
 
 def gradtag_affinity_of(files: Sequence[str], tasks: Sequence[str]):
@@ -144,19 +147,40 @@ class GradTag(Strategy):
         options = self.options
         epoch, dim = int(options.get("epoch", 1)), int(options.get("dim", 128))
         ridge, seed = float(options.get("ridge", 1.0)), int(options.get("seed", 0))
-        data = load_dataset(spec["dataset"])
-        labels = read_split(input["split"], data.n_rows)
-        stats = meta_statistics(data, labels, spec, epoch, dim, seed, resolve_device())
-        subsets = estimation_subsets(
-            tasks, int(options.get("size", 2)), options.get("subsets"), seed
-        )
-        provenance = {
-            "dataset": data.name, "network": Network(tasks, "full").name,
-            "architecture": spec["architecture"], "weighting": spec["weighting"],
-            "seed": int(spec["seed"]), "meta_epoch": epoch,
-            "config_hash": spec_hash({**spec, "gradtag": options}),
-        }  # fmt: skip
-        table = estimates_table(stats, subsets, ridge, provenance)
+        try:
+            data = load_dataset(spec["dataset"])
+            labels = read_split(input["split"], data.n_rows)
+            stats = meta_statistics(data, labels, spec, epoch, dim, seed, resolve_device())
+            subsets = estimation_subsets(
+                tasks, int(options.get("size", 2)), options.get("subsets"), seed
+            )
+            provenance = {
+                "dataset": data.name, "network": Network(tasks, "full").name,
+                "architecture": spec["architecture"], "weighting": spec["weighting"],
+                "seed": int(spec["seed"]), "meta_epoch": epoch,
+                "config_hash": spec_hash({**spec, "gradtag": options}),
+            }  # fmt: skip
+            table = estimates_table(stats, subsets, ridge, provenance)
+            bad = sum(not math.isfinite(v) for v in table["relative_loss"].to_pylist())
+            if bad:
+                raise FloatingPointError(
+                    f"{bad} of {table.num_rows} estimated losses are not finite (the "
+                    f"meta-training diverged by epoch {epoch}?)"
+                )
+        except Exception as error:  # recorded: an estimate is never fatal to the answer
+            import traceback
+
+            write_table(GRADTAG.empty_table(), output, GRADTAG)
+            with open(log, "w") as fh:
+                fh.write("".join(traceback.format_exception(error)))
+                print(
+                    f"{FAILED_LOG_LINE}: {type(error).__name__}: {error}. Recorded as an empty "
+                    "estimate: no groups are decided from it, and the answer is solved over the "
+                    "first stage (singles and the all-in-one network). Delete this estimate "
+                    "file to retry.",
+                    file=fh,
+                )
+            return
         write_table(table, output, GRADTAG)
         with open(log, "w") as fh:
             print(
@@ -168,7 +192,30 @@ class GradTag(Strategy):
             )
 
     def affinity(self, estimates, metrics, tasks):
-        return gradtag_affinity_of(estimates, tasks)
+        usable, _ = split_failed(estimates)
+        return gradtag_affinity_of(usable, tasks) if usable else None
 
     def decide(self, estimates, metrics, tasks, selection) -> dict:
-        return groups_from_affinity(gradtag_affinity_of(estimates, tasks), selection["budgets"])
+        usable, failed = split_failed(estimates)
+        if not usable:
+            return {
+                "networks": [], "groupings": [],
+                "estimate_failed": f"{FAILED_LOG_LINE} (every seed: {', '.join(failed)}; the "
+                "reason is in results/logs/estimate/): no group was decided, the answer is the "
+                "first stage's",
+            }  # fmt: skip
+        decided = groups_from_affinity(gradtag_affinity_of(usable, tasks), selection["budgets"])
+        if failed:
+            decided["estimate_failed"] = (
+                f"{FAILED_LOG_LINE} for {', '.join(failed)}: groups decided from the other seeds"
+            )
+        return decided
+
+
+def split_failed(estimates: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(estimate files with rows, the failed ones: empty, as a failed estimation job leaves
+    them)."""
+    usable, failed = [], []
+    for path in estimates:
+        (usable if pq.read_metadata(path).num_rows else failed).append(str(path))
+    return usable, failed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
@@ -105,6 +106,11 @@ def estimates_report(metrics: str, groups_files: Sequence[str], table_out, summa
         "the ranking of the estimates is comparable with the measured gains; totals never mix "
         "the two."
     )
+    for path in groups_files:
+        with open(path, encoding="utf-8") as fh:
+            failed = json.load(fh).get("estimate_failed")
+        if failed:
+            lines += ["", f"**{Path(path).stem}: {failed}.**"]
     for (architecture, weighting), part in frame.groupby(["architecture", "weighting"]):
         part = part.sort_values("estimated_benefit", ascending=False)
         measured = part.dropna(subset=["estimated_benefit", "measured_val_gain"])
