@@ -57,9 +57,10 @@ def unpackable_reason(spec: dict) -> str | None:
     if trunk != "mlp":
         # Every dense task needs such a trunk too.
         return (
-            f"model.trunk {trunk!r}: a pack stacks the MLP trunk's layers only (conv and "
-            "users' trunks would need torch.func.stack_module_state + vmap or grouped "
-            "convolutions, not built yet)"
+            f"model.trunk {trunk!r}: a pack stacks the MLP trunk's layers only; a conv or "
+            "user's trunk would pack through torch.func vmap (grouped convolutions), which does "
+            "not round like the network alone (bench/bench_conv_packing.py: outputs and "
+            "gradients differ in the last bits), and a pack must train bitwise as alone"
         )
     architecture = ARCHITECTURES.get(spec["architecture"])
     if architecture is not None and not getattr(architecture, "packable", False):
