@@ -5,7 +5,7 @@ plus ``networks.parquet``, the manifest of which file holds which network's task
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from .io import atomic_write
 from .schema import METRICS, NETWORKS, SchemaMismatch, check_file, write_table
+from .sweep import Network
 
 # Per-network columns: equal on every row of a network file, so its first row says them.
 MANIFEST_COLUMNS = ("network", "tasks", "n_tasks", "size", "architecture", "weighting", "seed")
@@ -35,11 +36,20 @@ def _file_key(path: str) -> tuple:
 
 
 def collect(
-    files: Sequence[str], parquet_out: str, duckdb_out: str, networks_out: str | None = None
+    files: Sequence[str],
+    parquet_out: str,
+    duckdb_out: str,
+    networks_out: str | None = None,
+    may_fail: Callable[[str, Network], bool] = lambda path, network: False,
 ) -> int:
     """Check every file against the declared schema (naming any bad one), write them as one
     table in a stable order, the same rows as ``sweep.duckdb`` and (``networks_out``) the
     manifest of which file holds which network; all atomically. Returns the row count.
+
+    A file that records a failed training (status "failed") is refused unless
+    ``may_fail(path, network)``: only a random control's training is recorded as failed, and
+    a file written in that role must not stand in for a network that now has another (a later
+    budget or strategy made it a decided group or a first-stage network).
 
     Streams file by file: a 617-task network repeats its task list on each of its ~4,000 rows
     per epoch, so holding every file at once would cost memory quadratic in the task count."""
@@ -58,6 +68,16 @@ def collect(
                 table = pq.read_table(path, schema=METRICS)
                 table = table.sort_by([(k, "ascending") for k in ROW_KEYS])
                 first = table.select(list(MANIFEST_COLUMNS)).slice(0, 1).to_pylist()[0]
+                network = Network(tuple(first["tasks"]), first["size"])
+                if "failed" in table.column("status").unique().to_pylist() and not may_fail(
+                    str(path), network
+                ):
+                    raise ValueError(
+                        f"{path}: records a failed training (status 'failed', written when "
+                        f"{network.name} was only a random control; see its log), but this "
+                        "run needs it as a decided group or a first-stage network, whose "
+                        "training must succeed. Delete the file to train it again."
+                    )
                 manifest["file"].append(str(path))
                 manifest["stem"].append(Path(path).name.removesuffix(".parquet"))
                 for name in MANIFEST_COLUMNS:

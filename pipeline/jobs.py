@@ -52,25 +52,41 @@ def run_snakemake_job(
     random control of an estimating strategy (``results/groups/<method>.json`` lists it as a
     control and not as a decided group): a control measures the strategy and is not part of
     any answer it gives, so its error is recorded (status "failed", the traceback in its log)
-    and the solve goes on without it, as with a control that diverged."""
+    and the solve goes on without it, as with a control that diverged. An error of the
+    machine's moment (out of memory, an ``OSError``: :func:`pipeline.failures.transient`)
+    fails the job even then, so that a rerun tries again."""
+    import time
+
+    from .failures import transient
+    from .sweep import Network
+
+    started = time.perf_counter()
     try:
         _train_network(input, output, params, log, threads, pending, pack)
     except Exception as error:
-        groups = _control_only_in(output["metrics"], params["spec"])
+        network = Network(tuple(params["spec"]["tasks"]), params["spec"]["size"])
+        groups = _control_only_in(output["metrics"], network)
         if groups is None:
             raise
-        _record_failed_control(output, params, log, error, groups)
+        if transient(error):
+            with open(log[0], "a") as log_file:
+                log_file.write(
+                    f"{type(error).__name__}: {error}: not recorded as this control's result "
+                    "(the machine's moment, not the training's); the job fails and a rerun "
+                    "tries again\n"
+                )
+            raise
+        seconds = time.perf_counter() - started
+        _record_failed_control(output, params, log, error, groups, seconds)
 
 
-def _control_only_in(metrics_file: str, spec: dict):
+def _control_only_in(metrics_file: str, network):
     """The groups file that lists this network as a random control and not as a decided
     group, or None. The run file's path names the results folder and the training method:
     ``<results>/runs/<method>/seed<s>/<size>/<stem>.parquet`` (rules/train.smk)."""
     from pathlib import Path
 
-    from .strategies.controls import read_controls
-    from .strategies.groups import read_decided_groups
-    from .sweep import Network
+    from .strategies.controls import control_only_networks
 
     path = Path(metrics_file)
     if len(path.parents) < 5 or path.parents[3].name != "runs":
@@ -78,17 +94,14 @@ def _control_only_in(metrics_file: str, spec: dict):
     groups = path.parents[4] / "groups" / f"{path.parents[2].name}.json"
     if not groups.exists():
         return None
-    network = Network(tuple(spec["tasks"]), spec["size"])
     try:
-        control_only = network in read_controls(groups) and network not in read_decided_groups(
-            groups
-        )
+        control_only = network in control_only_networks(groups)
     except (OSError, ValueError, KeyError):
         return None
     return groups if control_only else None
 
 
-def _record_failed_control(output, params, log, error: Exception, groups) -> None:
+def _record_failed_control(output, params, log, error: Exception, groups, seconds: float) -> None:
     import traceback
 
     from .datasets import load_dataset
@@ -106,7 +119,8 @@ def _record_failed_control(output, params, log, error: Exception, groups) -> Non
         )
     if "samples" in output:
         write_table(TEST_LOSSES.empty_table(), output["samples"], TEST_LOSSES)
-    write_table(failed_table(spec, kinds, str(resolve_device())), output["metrics"], METRICS)
+    table = failed_table(spec, data.name, kinds, str(resolve_device()), seconds)
+    write_table(table, output["metrics"], METRICS)
 
 
 def _train_network(input, output, params, log, threads, pending, pack) -> None:
@@ -121,7 +135,7 @@ def _train_network(input, output, params, log, threads, pending, pack) -> None:
     torch.set_num_threads(max(1, int(threads)))
     spec = params["spec"]
     tag = params.get("tag")
-    not_packed = None
+    not_packed, pack_failed = None, False
     if pending is not None and tag is None:
         from .packing import PackFailed, pack_size, run_packed_job, unpackable_reason
 
@@ -135,10 +149,12 @@ def _train_network(input, output, params, log, threads, pending, pack) -> None:
                     # Alone it trains bitwise as in the pack (from its own checkpoint):
                     # only the member whose error it was fails again.
                     not_packed = f"its pack failed ({failed.__cause__!r}); trained alone"
+                    pack_failed = True
     device = resolve_device()
     data = load_dataset(spec["dataset"])
     labels = read_split(input["split"], data.n_rows)
-    with open(log[0], "w") as log_file:
+    # After a failed pack the log holds the pack's lines and error: kept, this run follows.
+    with open(log[0], "a" if pack_failed else "w") as log_file:
 
         def write(line: str) -> None:
             log_file.write(line + "\n")
@@ -173,7 +189,11 @@ def collect_job(input, output, params, log, threads) -> None:
     from .collect import collect
 
     files = [*input.metrics, *input.decided]
-    rows = collect(files, output.parquet, output.duckdb, output.networks)
+
+    def may_fail(path: str, network) -> bool:
+        return _control_only_in(path, network) is not None
+
+    rows = collect(files, output.parquet, output.duckdb, output.networks, may_fail)
     with open(log[0], "w") as fh:
         print(f"collected {len(files)} files, {rows} rows", file=fh)
 

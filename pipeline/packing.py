@@ -36,6 +36,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
+from .failures import out_of_memory
 from .metrics import masked_binary_losses
 from .models.layers import BinaryInput, SparseBatch, SparseMatrix
 from .training import EpochResult, Trainer, TrainingRun
@@ -454,13 +455,6 @@ class PackedTrainer:
         return list(m.run.model.parameters()) + list(m.run.weighting.parameters())
 
 
-def _out_of_memory(err: BaseException) -> bool:
-    # CUDA raises OutOfMemoryError; the CPU allocator a plain RuntimeError.
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
-    )
-
-
 def train_pack(
     trainers: Sequence[Trainer], log: Callable[[str], None] = lambda line: None
 ) -> list[pa.Table]:
@@ -468,8 +462,8 @@ def train_pack(
     retry (a one-network pack that does not fit raises :class:`PackMemoryError`)."""
     try:
         return PackedTrainer(trainers).fit()
-    except (torch.OutOfMemoryError, RuntimeError) as err:
-        if not _out_of_memory(err):
+    except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+        if not out_of_memory(err):
             raise
         if len(trainers) == 1:
             raise PackMemoryError(
@@ -615,8 +609,8 @@ SCHEDULER = PackScheduler()
 
 
 class PackFailed(RuntimeError):
-    """The pack a network was trained in raised (its ``__cause__``); the caller retrains the
-    network alone."""
+    """The pack a network was trained in raised an ``Exception`` (its ``__cause__``); the
+    caller retrains the network alone. Anything else (Ctrl-C, exit) is re-raised as itself."""
 
 
 def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, size: int) -> None:
@@ -662,6 +656,8 @@ def run_packed_job(input: dict, output: dict, params: dict, log: list, pending, 
         if slot.error is not None:
             log_file.write(f"pack failed: {slot.error!r}\n")
     if slot.error is not None:
+        if not isinstance(slot.error, Exception):
+            raise slot.error  # Ctrl-C or exit in the pack's thread: stop, retrain nothing
         raise PackFailed(f"the pack training {job.output} failed: {slot.error}") from slot.error
     if job.samples is not None:
         write_sample_losses(slot.samples, job.samples)

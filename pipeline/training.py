@@ -656,23 +656,27 @@ def rows_to_table(rows: list[dict], constant: dict) -> pa.Table:
     return pa.table(records, schema=METRICS)
 
 
-def failed_table(spec: dict, task_types: Sequence[str], device: str) -> pa.Table:
+def failed_table(
+    spec: dict, dataset: str, task_types: Sequence[str], device: str, wall_time_s: float
+) -> pa.Table:
     """The METRICS rows of a training that raised instead of finishing (a control's, recorded
     rather than fatal: pipeline.jobs): one NaN loss per task and split at epoch 0, status
-    "failed". Every query that keeps ``status = 'ok'`` rows, or drops networks with any other
-    status from the solve, leaves it out; cost and macs are unknown (NaN, 0)."""
+    "failed", ``dataset`` the data's name as a finished training records it, ``wall_time_s``
+    the time spent before the error. Every query that keeps ``status = 'ok'`` rows, or drops
+    networks with any other status from the solve, leaves it out; cost and macs are unknown
+    (NaN, 0)."""
     from .schema import with_spec
 
     tasks = list(spec["tasks"])
     constant = {
-        "dataset": spec["dataset"]["name"], "network": Network(tuple(tasks), spec["size"]).name,
+        "dataset": dataset, "network": Network(tuple(tasks), spec["size"]).name,
         "tasks": tasks, "n_tasks": len(tasks), "size": spec["size"], "width": 0,
         "cost": float("nan"), "macs": 0, "architecture": spec["architecture"],
         "weighting": spec["weighting"], "seed": int(spec["seed"]),
         "epochs": int(spec["training"]["epochs"]), "device": device,
         "config_hash": spec_hash(spec), "versions": package_versions(), "status": "failed",
         "diverged_epoch": None, "epoch": 0, "metric": "loss", "value": float("nan"),
-        "n_labelled": 0, "wall_time_s": 0.0,
+        "n_labelled": 0, "wall_time_s": float(wall_time_s),
     }  # fmt: skip
     rows = [
         {"task": task, "task_type": kind, "split": split}

@@ -59,3 +59,15 @@ def read_controls(path: str | os.PathLike) -> list[Network]:
     with open(path) as fh:
         entries = json.load(fh).get("controls") or []
     return [Network(tuple(e["tasks"]), e["size"]) for e in entries]
+
+
+def control_only_networks(path: str | os.PathLike) -> set[Network]:
+    """The networks a decided-groups file lists only as random controls: not a decided group,
+    and not ``shared`` (a control that is also a decided group or a first-stage network). Only
+    their trainings may fail without failing the run (pipeline.jobs)."""
+    from .groups import read_decided_groups
+
+    with open(path) as fh:
+        entries = json.load(fh).get("controls") or []
+    controls = {Network(tuple(e["tasks"]), e["size"]) for e in entries if not e.get("shared")}
+    return controls - set(read_decided_groups(path))

@@ -170,6 +170,14 @@ class GradTag(Strategy):
         except Exception as error:  # recorded: an estimate is never fatal to the answer
             import traceback
 
+            from ..failures import transient
+
+            if transient(error):  # the machine's moment, not the estimate's
+                with open(log, "w") as fh:
+                    fh.write("".join(traceback.format_exception(error)))
+                    print(f"gradtag: {type(error).__name__} is not recorded as the estimate's "
+                          "result; the job fails and a rerun tries again", file=fh)  # fmt: skip
+                raise
             write_table(GRADTAG.empty_table(), output, GRADTAG)
             with open(log, "w") as fh:
                 fh.write("".join(traceback.format_exception(error)))
