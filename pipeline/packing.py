@@ -180,7 +180,7 @@ def _probe(p: int, h, w, b, grad) -> bool:
     for m in range(p):
         ha, wa, ba = (t[m].clone().requires_grad_() for t in (h, w, b))
         alone = nn.functional.linear(ha, wa, ba)
-        alone.backward(grad[m])
+        alone.backward(grad[m].clone())  # alone, the gradient is a buffer of its own
         exact = exact and all(
             torch.equal(x, y)
             for x, y in ((alone, out[m]), (ha.grad, hp.grad[m]), (wa.grad, wp.grad[m]),
@@ -217,7 +217,7 @@ class _PackedBinaryInput(torch.autograd.Function):
             rows = slice(m * n, (m + 1) * n)
             grads.append(
                 torch.ops.aten._embedding_bag_backward(
-                    grad[rows],
+                    grad[rows].clone(),  # aligned as alone's (PackedHardSharing.release)
                     indices[lo:hi] - m * in_features,
                     offsets[rows] - lo,
                     offset2bag,
@@ -232,6 +232,24 @@ class _PackedBinaryInput(torch.autograd.Function):
                 )  # fmt: skip
             )
         return torch.stack(grads), None, None, None
+
+
+class _OwnGrad(torch.autograd.Function):
+    """Identity whose backward hands the gradient on in memory of its own, as alone, where
+    the next op's backward (relu's) allocates it: a member's slice of a stacked gradient
+    starts at an unaligned address when rows x width is not a multiple of 16 floats."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.clone(memory_format=torch.contiguous_format)
+
+
+def _own(t: torch.Tensor) -> torch.Tensor:
+    return t.clone(memory_format=torch.contiguous_format)
 
 
 class PackedHardSharing(nn.Module):
@@ -250,23 +268,68 @@ class PackedHardSharing(nn.Module):
             per_member = [dict(m.named_parameters())[name] for m in members]
             self.stacked.append(nn.Parameter(torch.stack([p.detach() for p in per_member])))
         self.by_name = dict(zip(self.names, self.stacked))
-        for p, member in enumerate(members):
-            for name, param in member.named_parameters():
-                param.data = self.by_name[name].data[p]
+        self.members = list(members)
+        for p in range(self.n):
+            self.attach(p)
         self.trunk_depth = len(first.trunk.layers)
         self.head_depths = [len(head.layers) for head in first.heads]
+
+    def attach(self, p: int) -> None:
+        """Member ``p``'s parameters become views of the stack (the pack's steps update them)."""
+        for name, param in self.members[p].named_parameters():
+            param.data = self.by_name[name].data[p]
+
+    def release(self, p: int) -> None:
+        """Member ``p``'s parameters get memory of their own, holding the stack's values: a
+        view starts at a member-dependent, often unaligned address (a 21-weight head: 84 bytes
+        per member), and CPU BLAS rounds by alignment (measured on an AMD EPYC: 82 of 900
+        ``F.linear`` forwards differ in a last bit on an unaligned weight)."""
+        for name, param in self.members[p].named_parameters():
+            param.data = self.by_name[name].data[p].clone()
 
     def _dense(self, prefix: str, h: torch.Tensor) -> torch.Tensor:
         weight, bias = self.by_name[f"{prefix}.weight"], self.by_name[f"{prefix}.bias"]
         if not _batched_is_exact(weight.shape[0], h.shape[1], weight.shape[2], weight.shape[1],
                                  h.device, h.dtype):  # fmt: skip
+            # Each member's own op on its own (aligned) copies, as alone (see release).
             return torch.stack([
-                nn.functional.linear(h[p], weight[p], bias[p]) for p in range(weight.shape[0])
+                _OwnGrad.apply(nn.functional.linear(_own(hp), _own(weight[p]), _own(bias[p])))
+                for p, hp in enumerate(h.unbind(0))
             ])  # fmt: skip
         return _batched_linear(h, weight, bias)
 
-    def forward(self, x, batches: torch.Tensor) -> list[torch.Tensor]:
-        """Each task's (P, B, out) outputs for the (P, B) row ids ``batches``."""
+    def _heads_batched(self, h: torch.Tensor) -> bool:
+        """Is every head layer's batched product bitwise each member's own at this batch?"""
+        n, rows = h.shape[0], h.shape[1]
+        return all(
+            _batched_is_exact(n, rows, w.shape[2], w.shape[1], h.device, h.dtype)
+            for j, depth in enumerate(self.head_depths)
+            for w in [self.by_name[f"heads.{j}.layers.{k}.weight"] for k in range(depth)]
+        )
+
+    def _member_heads(self, h: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Each member's heads on its own copies, as alone: per member, each task's (B, out)
+        output in a buffer of its own, so that the loss's backward hands each head its
+        gradient in alone's layout (a column of the member's own (B, tasks) gradient)."""
+        per_member = []
+        for p, hp in enumerate(h.unbind(0)):
+            own, outputs = _own(hp), []
+            for j, depth in enumerate(self.head_depths):
+                o = own
+                for k in range(depth):
+                    w = self.by_name[f"heads.{j}.layers.{k}.weight"][p]
+                    b = self.by_name[f"heads.{j}.layers.{k}.bias"][p]
+                    o = nn.functional.linear(o, _own(w), _own(b))
+                    if k < depth - 1:
+                        o = torch.relu(o)
+                outputs.append(o)
+            per_member.append(outputs)
+        return per_member
+
+    def forward(self, x, batches: torch.Tensor) -> list[torch.Tensor] | list[list[torch.Tensor]]:
+        """Each task's (P, B, out) outputs for the (P, B) row ids ``batches``; or, where the
+        batched heads would not be bitwise the members' own, each member's list of (B, out)
+        outputs (:meth:`_member_heads`)."""
         n, b = batches.shape
         if self.binary:
             weight = self.by_name["trunk.layers.0.weight"]
@@ -279,6 +342,8 @@ class PackedHardSharing(nn.Module):
         h = torch.relu(h)
         for k in range(1, self.trunk_depth):
             h = torch.relu(self._dense(f"trunk.layers.{k}", h))
+        if not self._heads_batched(h):
+            return self._member_heads(h)
         outputs = []
         for j, depth in enumerate(self.head_depths):
             o = h
@@ -374,12 +439,18 @@ class PackedTrainer:
             for s in range(n_steps):
                 batches = torch.stack([b[s] for b in per_member])
                 outputs = packed(lead.inputs.x, batches)
-                # Elementwise kernels with exp/log (the loss's sigmoid) round differently in
-                # their SIMD body and scalar tail; stacked, a member's cells stay in the same
-                # kind of block as alone only if its block is a whole number of SIMD blocks,
-                # else each member's loss is its own call. Either way the logits are one
-                # (P, B, tasks) tensor, so gradients reach the heads in alone's layout.
-                if fused:
+                if isinstance(outputs[0], list):  # each member's own heads: its own loss
+                    losses = torch.stack([
+                        m.trainer.losses_from_outputs(outputs[p], batches[p])
+                        for p, m in enumerate(members)
+                    ])  # fmt: skip
+                elif fused:
+                    # Elementwise kernels with exp/log (the loss's sigmoid) round differently
+                    # in their SIMD body and scalar tail; stacked, a member's cells stay in the
+                    # same kind of block as alone only if its block is a whole number of SIMD
+                    # blocks, else each member's loss is its own call. Either way the logits
+                    # are one (P, B, tasks) tensor, so gradients reach the heads in alone's
+                    # layout.
                     logits = torch.cat(outputs, dim=2)
                     if (batches.shape[1] * len(lead.tasks)) % SIMD_CELLS == 0:
                         losses = masked_binary_losses(
@@ -437,7 +508,12 @@ class PackedTrainer:
                     if param in optimizer.state:
                         m.run.optimizer.state[param] = optimizer.state[param]
                 result = results[p] or EpochResult(sums[p], steps[p], diverged=False)
-                m.trainer.close_epoch(m.run, epoch, result, elapsed(m), learned[p])
+                # Evaluated, checkpointed and (when done) kept on weights in memory of their
+                # own, as alone: a view into the stack starts at a member-dependent address,
+                # and CPU BLAS kernels round by alignment (README "Packed training").
+                packed.release(p)
+                if not m.trainer.close_epoch(m.run, epoch, result, elapsed(m), learned[p]):
+                    packed.attach(p)
 
     @staticmethod
     def _combine(members: list[_Member], losses: torch.Tensor) -> torch.Tensor:
