@@ -66,9 +66,14 @@ RUNS: dict[str, tuple[str, list[str], dict]] = {
         {"pack": "off"},
     ),
     "slurm-groups": (
-        "SLURM plugin, profiles/slurm-local (groups of 8; members are processes)",
+        "SLURM plugin, profiles/slurm-local (groups of 8; group process threaded, packs)",
         ["--workflow-profile", str(PROFILES / "slurm-local")],
         {},
+    ),
+    "slurm-groups-off": (
+        "SLURM plugin, profiles/slurm-local (groups of 8), pack: off (members are processes)",
+        ["--workflow-profile", str(PROFILES / "slurm-local")],
+        {"pack": "off"},
     ),
     "dask-slurm-groups": ("Dask workers as 1 SLURM job, groups of 16", [*DASK_SLURM, *GROUPS], {}),
 }

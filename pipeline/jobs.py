@@ -137,7 +137,8 @@ def _train_network(input, output, params, log, threads, pending, pack) -> None:
     tag = params.get("tag")
     not_packed, pack_failed = None, False
     if pending is not None and tag is None:
-        from .packing import PackFailed, pack_size, run_packed_job, unpackable_reason
+        from .pack_size import pack_size
+        from .packing import PackFailed, run_packed_job, unpackable_reason
 
         if pack_size(pack) > 1:
             not_packed = unpackable_reason(spec)

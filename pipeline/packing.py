@@ -41,9 +41,6 @@ from .metrics import masked_binary_losses
 from .models.layers import BinaryInput, SparseBatch, SparseMatrix
 from .training import EpochResult, Trainer, TrainingRun
 
-# Automatic pack size: past ~32 members the per-op overhead is already amortised (a 1024x128
-# trunk of 32 networks is ~4 M weights per step) and bigger packs only delay the first results.
-AUTO_PACK = 32
 # Cells per SIMD block that no CPU kernel exceeds (AVX-512: 16 floats, unrolled up to 4x).
 SIMD_CELLS = 64
 
@@ -105,16 +102,6 @@ def pack_key(spec: dict) -> str:
             dataset["content"] = {k: v for k, v in content.items() if k not in _DATA_IDENTITY}
     rest["dataset"] = dataset
     return json.dumps({**rest, "n_tasks": len(spec["tasks"])}, sort_keys=True)
-
-
-def pack_size(setting: str | int | bool) -> int:
-    """Most members per pack for ``training.pack`` (``auto``, ``off`` (YAML: false) or a
-    number); 1 trains one network per job."""
-    if setting in ("off", False):
-        return 1
-    if setting in ("auto", True):
-        return AUTO_PACK
-    return max(1, int(setting))
 
 
 class PackMemoryError(RuntimeError):

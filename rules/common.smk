@@ -22,6 +22,7 @@ from pipeline.jobs import (
     split_job,
     train_job,
 )
+from pipeline.pack_size import threads_argv
 from pipeline.strategies import build_strategy, read_decided_groups
 from pipeline.strategies.controls import read_controls
 from pipeline.sweep import (
@@ -69,6 +70,19 @@ try:
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.update(_resolved)
+
+# A cluster group job's Snakemake process (the SLURM plugin's job step) would start each
+# training as a process of its own, where it cannot pack: it restarts itself once, with the
+# local executor and its `run:` jobs as threads (pipeline/pack_size.py says why and how).
+_threaded = threads_argv(sys.argv, config["training"]["pack"])
+if _threaded is not None:
+    logger.info(
+        "taskgroup: this group job restarts on the local executor with --force-use-threads, "
+        "so that its trainings pack (training.pack: off keeps one process per training)"
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "snakemake", *_threaded])
 
 RESULTS = config["results_dir"]
 TASKS = config["dataset"]["tasks"]

@@ -85,7 +85,9 @@ def test_failing_job_is_reported_by_slurm(slurm_cluster: None, tmp_path: Path) -
 
 @pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))
 def test_tiny_sweep_on_slurm_equals_local_run(slurm_cluster: None, tmp_path: Path) -> None:
-    reference, _ = sweep_reference(SMALL_SWEEP)
+    """The SLURM plugin's group job trains packs (its group process restarts with threads:
+    pipeline/pack_size.py), bitwise equal to an unpacked local run."""
+    reference, _ = sweep_reference({**SMALL_SWEEP, "training": {"pack": "off"}})
     # The profile batches the trainings 8 per SLURM job. Every SLURM job that Snakemake waits
     # for costs up to ~20 s here (the plugin's status polls back off by 10 s each), so the
     # test puts the whole DAG (split -> trainings -> collect) into one group: ONE SLURM job.
@@ -101,6 +103,16 @@ def test_tiny_sweep_on_slurm_equals_local_run(slurm_cluster: None, tmp_path: Pat
     assert count_trainings(tmp_path) > 1
     assert len(_slurm_job_ids(run.output)) == 1
     assert "group_sweep" in run.output
+    assert max(_pack_sizes(tmp_path)) > 1
+
+
+def _pack_sizes(workdir: Path) -> list[int]:
+    """Each training's pack size, read from its log ("in a pack of N"; alone: 1)."""
+    sizes = []
+    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
+        found = re.search(r"in a pack of (\d+)", log.read_text())
+        sizes.append(int(found.group(1)) if found else 1)
+    return sizes
 
 
 @pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))
@@ -127,8 +139,7 @@ def test_group_jobs_pack_on_dask_workers_that_are_slurm_jobs(
     slurm_cluster: None, tmp_path: Path
 ) -> None:
     """One SLURM job (a dask-jobqueue worker) trains a pack: each group of 8 trainings is one
-    Dask task whose members pack together; metrics bitwise equal to an unpacked local run.
-    (The SLURM plugin's own group jobs cannot pack: each member is its own process.)"""
+    Dask task whose members pack together; metrics bitwise equal to an unpacked local run."""
     unpacked, _ = sweep_reference({"training": {"pack": "off"}})
     run = check(
         sweep(

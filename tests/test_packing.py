@@ -19,7 +19,8 @@ from pipeline import packing
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
 from pipeline.jobs import run_snakemake_job
-from pipeline.packing import PackedTrainer, TrainJob, pack_key, pack_size
+from pipeline.pack_size import pack_size
+from pipeline.packing import PackedTrainer, TrainJob, pack_key
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
 from pipeline.training import Checkpointer, Trainer
