@@ -63,7 +63,7 @@ def threads_argv(argv: Sequence[str], pack: str | int | bool) -> list[str] | Non
     if executor not in (None, "local", "slurm-jobstep"):
         return None  # an executor we do not know: leave its jobs as it runs them
     threaded, skip = [], False
-    for i, arg in enumerate(args):
+    for arg in args:
         if skip:
             skip = False
             continue
