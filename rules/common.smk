@@ -226,9 +226,10 @@ def picture_inputs(wildcards):
 
 def pending_trainings():
     """The trainings this Snakemake process still has to run, for packed training
-    (pipeline.packing). Only a local run's process sees the sweep's DAG: a cluster job
-    process sees its own job only, so it trains alone. On Dask, a group job's trainings pack
-    with each other instead (pipeline.packing.group_pending, docs/backends.md)."""
+    (pipeline.packing): a local run's whole DAG, a cluster group job's group (its process runs
+    them as threads: pipeline/pack_size.py); a single cluster job sees its own job only, so
+    it trains alone. On Dask, an in-process group job's trainings pack through
+    pipeline.packing.group_pending instead (docs/backends.md)."""
     from pipeline.packing import TrainJob
 
     dag = workflow.dag
