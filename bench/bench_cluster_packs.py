@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from backends.helpers import (  # noqa: E402
     count_trainings,
+    pack_sizes,
     slurm_local,
     slurm_unavailable,
     sweep,
@@ -84,14 +85,6 @@ def _training_submissions(output: str) -> int:
     return output.count("Group job trainbatch") + len(re.findall(r"(?m)^rule train:", output))
 
 
-def _pack_sizes(workdir: Path) -> list[int]:
-    sizes = []
-    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
-        found = re.search(r"in a pack of (\d+)", log.read_text())
-        sizes.append(int(found.group(1)) if found else 1)
-    return sizes
-
-
 def run_one(name: str, reference: list | None) -> tuple[dict, list]:
     label, args, training = RUNS[name]
     overrides = {**SWEEP, "training": {**SWEEP["training"], **training}}
@@ -101,7 +94,7 @@ def run_one(name: str, reference: list | None) -> tuple[dict, list]:
     load_after = os.getloadavg()[0]
     ok = run.proc.returncode == 0
     values = sweep_values(workdir) if ok else []
-    sizes = _pack_sizes(workdir)
+    sizes = pack_sizes(workdir)
     row = {
         "run": name,
         "label": label,

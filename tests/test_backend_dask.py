@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from backends.helpers import (
     check,
     count_trainings,
     env,
+    pack_sizes,
     read_kv,
     snakemake,
     sweep,
@@ -291,15 +291,6 @@ def test_tiny_sweep_on_local_cluster_equals_local_run(tmp_path: Path) -> None:
     assert "Dask executor: local cluster" in run.output
 
 
-def _pack_sizes(workdir: Path) -> list[int]:
-    """The pack size each training's log names (1 where it trained alone)."""
-    sizes = []
-    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
-        found = re.search(r"in a pack of (\d+)", log.read_text())
-        sizes.append(int(found.group(1)) if found else 1)
-    return sizes
-
-
 @pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))
 def test_group_jobs_train_packs_in_one_task_with_unpacked_results(tmp_path: Path) -> None:
     """Trainings grouped 8 per group job: each group is ONE Dask task whose members pack
@@ -317,7 +308,7 @@ def test_group_jobs_train_packs_in_one_task_with_unpacked_results(tmp_path: Path
     assert sweep_values(tmp_path) == unpacked
     # Every training ran inside a group job: 15 trainings, 8 per group, are 2 Dask tasks.
     assert run.output.count("Group job trainbatch") == -(-trainings // 8), run.output[-3000:]
-    sizes = _pack_sizes(tmp_path)
+    sizes = pack_sizes(tmp_path)
     assert len(sizes) == trainings and max(sizes) > 1
     benchmarks = list((tmp_path / "results" / "benchmarks" / "train").rglob("*.tsv"))
     assert len(benchmarks) == trainings

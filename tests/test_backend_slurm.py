@@ -21,6 +21,7 @@ from backends.helpers import (
     backend_reference,
     check,
     count_trainings,
+    pack_sizes,
     read_kv,
     slurm_local,
     slurm_unavailable,
@@ -103,16 +104,7 @@ def test_tiny_sweep_on_slurm_equals_local_run(slurm_cluster: None, tmp_path: Pat
     assert count_trainings(tmp_path) > 1
     assert len(_slurm_job_ids(run.output)) == 1
     assert "group_sweep" in run.output
-    assert max(_pack_sizes(tmp_path)) > 1
-
-
-def _pack_sizes(workdir: Path) -> list[int]:
-    """Each training's pack size, read from its log ("in a pack of N"; alone: 1)."""
-    sizes = []
-    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
-        found = re.search(r"in a pack of (\d+)", log.read_text())
-        sizes.append(int(found.group(1)) if found else 1)
-    return sizes
+    assert max(pack_sizes(tmp_path)) > 1
 
 
 @pytest.mark.skipif(sweep_available() is not None, reason=str(sweep_available()))

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,15 @@ def _sweep_reference(overrides_json: str) -> tuple[list[tuple], float]:
 
 def count_trainings(workdir: Path) -> int:
     return len(list((workdir / "results" / "runs").rglob("*.parquet")))
+
+
+def pack_sizes(workdir: Path) -> list[int]:
+    """The pack size each training's log names (1 where it trained alone)."""
+    sizes = []
+    for log in (workdir / "results" / "logs" / "train").rglob("*.log"):
+        found = re.search(r"in a pack of (\d+)", log.read_text())
+        sizes.append(int(found.group(1)) if found else 1)
+    return sizes
 
 
 # --- the local SLURM ---------------------------------------------------------------------------
