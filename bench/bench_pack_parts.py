@@ -136,7 +136,9 @@ def main() -> None:
                 for i in range(0, rows.numel(), EVAL_CHUNK):
                     out = packed(x, rows[i : i + EVAL_CHUNK].expand(len(models), -1))
                     for p in outputs:
-                        outputs[p][split].append([o[p] for o in out])
+                        # Per task (P, rows, out), or per member where heads run alone.
+                        own = out[p] if isinstance(out[0], list) else [o[p] for o in out]
+                        outputs[p][split].append(own)
             return [score_outputs(outputs[p], t.inputs, t.types) for p, t in enumerate(trainers)]
 
     def alone():

@@ -8,14 +8,21 @@ moment (memory, disk, a network file system): those fail the job, so a rerun, or
 
 from __future__ import annotations
 
+# What allocators say in a plain RuntimeError: torch's CPU allocator, CUDA and cuBLAS outside
+# the caching allocator, C++'s std::bad_alloc as torch re-raises it, Windows.
+OUT_OF_MEMORY_MESSAGES = (
+    "can't allocate memory", "out of memory", "ALLOC_FAILED", "bad_alloc", "not enough memory",
+)  # fmt: skip
+
 
 def out_of_memory(error: BaseException) -> bool:
-    """Out of memory: CUDA raises ``OutOfMemoryError``, the CPU allocator a plain
-    ``RuntimeError`` ("can't allocate memory"), Python a ``MemoryError``."""
+    """Out of memory: CUDA raises ``OutOfMemoryError``, Python a ``MemoryError``, the CPU
+    allocator and others a plain ``RuntimeError`` (:data:`OUT_OF_MEMORY_MESSAGES`)."""
     import torch
 
     return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or (
-        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+        isinstance(error, RuntimeError)
+        and any(message in str(error) for message in OUT_OF_MEMORY_MESSAGES)
     )
 
 

@@ -60,9 +60,10 @@ def run_snakemake_job(
     from .failures import transient
     from .sweep import Network
 
-    started = time.perf_counter()
+    # When the attempt alone began: a failed pack retries alone (and its time is the pack's).
+    started = [time.perf_counter()]
     try:
-        _train_network(input, output, params, log, threads, pending, pack)
+        _train_network(input, output, params, log, threads, pending, pack, started)
     except Exception as error:
         network = Network(tuple(params["spec"]["tasks"]), params["spec"]["size"])
         groups = _control_only_in(output["metrics"], network)
@@ -76,7 +77,7 @@ def run_snakemake_job(
                     "tries again\n"
                 )
             raise
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started[0]
         _record_failed_control(output, params, log, error, groups, seconds)
 
 
@@ -123,7 +124,9 @@ def _record_failed_control(output, params, log, error: Exception, groups, second
     write_table(table, output["metrics"], METRICS)
 
 
-def _train_network(input, output, params, log, threads, pending, pack) -> None:
+def _train_network(input, output, params, log, threads, pending, pack, started=None) -> None:
+    import time
+
     import torch
 
     from .datasets import load_dataset
@@ -151,6 +154,8 @@ def _train_network(input, output, params, log, threads, pending, pack) -> None:
                     # only the member whose error it was fails again.
                     not_packed = f"its pack failed ({failed.__cause__!r}); trained alone"
                     pack_failed = True
+                    if started is not None:
+                        started[0] = time.perf_counter()
     device = resolve_device()
     data = load_dataset(spec["dataset"])
     labels = read_split(input["split"], data.n_rows)

@@ -17,7 +17,7 @@ own job, output, log and benchmark; what is lost is one ``srun`` step per traini
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # Automatic pack size: past ~32 members the per-op overhead is already amortised (a 1024x128
 # trunk of 32 networks is ~4 M weights per step) and bigger packs only delay the first results.
@@ -45,10 +45,14 @@ def _option(argv: Sequence[str], name: str) -> str | None:
     return None
 
 
-def threads_argv(argv: Sequence[str], pack: str | int | bool) -> list[str] | None:
+def threads_argv(
+    argv: Sequence[str], pack: str | int | bool, packs: Callable[[], bool] = lambda: True
+) -> list[str] | None:
     """The arguments to restart this Snakemake process with (``argv[1:]`` with the local
-    executor and ``--force-use-threads``) when it is a cluster group job's process and packing
-    is on; None otherwise (a local run, a single job, already threaded, a SLURM job array)."""
+    executor and ``--force-use-threads``) when it is a cluster group job's process, packing is
+    on and ``packs()`` (asked only then: some network of the sweep can be packed); None
+    otherwise (a local run, a single job, already threaded, a SLURM job array). Unpacked
+    trainings as threads of one process would only contend for the interpreter lock."""
     args = list(argv[1:])
     if pack_size(pack) == 1 or "--force-use-threads" in args:
         return None
@@ -62,15 +66,19 @@ def threads_argv(argv: Sequence[str], pack: str | int | bool) -> list[str] | Non
     executor = _option(args, "--executor")
     if executor not in (None, "local", "slurm-jobstep"):
         return None  # an executor we do not know: leave its jobs as it runs them
+    if not packs():
+        return None
     threaded, skip = [], False
     for arg in args:
         if skip:
             skip = False
             continue
-        if executor == "slurm-jobstep" and arg in ("--executor", "--jobs"):
+        if executor == "slurm-jobstep" and arg in ("--executor", "--jobs", "-j"):
             skip = True  # with its value: the local executor's parallelism is --cores
             continue
-        if arg.startswith(("--executor=", "--jobs=", "--slurm-jobstep-")):
+        if arg.startswith(("--executor=", "--jobs=", "--slurm-jobstep-")) or (
+            executor == "slurm-jobstep" and arg.startswith("-j") and arg[2:].isdigit()
+        ):
             continue
         threaded.append(arg)
     return [*threaded, "--force-use-threads"]

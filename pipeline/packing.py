@@ -279,9 +279,11 @@ class PackedHardSharing(nn.Module):
         if not _batched_is_exact(weight.shape[0], h.shape[1], weight.shape[2], weight.shape[1],
                                  h.device, h.dtype):  # fmt: skip
             # Each member's own op on its own (aligned) copies, as alone (see release).
+            # unbind, not [p]: one backward op for all members (a select's backward fills a
+            # whole stack-sized zero tensor per member).
             return torch.stack([
-                _OwnGrad.apply(nn.functional.linear(_own(hp), _own(weight[p]), _own(bias[p])))
-                for p, hp in enumerate(h.unbind(0))
+                _OwnGrad.apply(nn.functional.linear(_own(hp), _own(w), _own(b)))
+                for hp, w, b in zip(h.unbind(0), weight.unbind(0), bias.unbind(0))
             ])  # fmt: skip
         return _batched_linear(h, weight, bias)
 
@@ -298,15 +300,20 @@ class PackedHardSharing(nn.Module):
         """Each member's heads on its own copies, as alone: per member, each task's (B, out)
         output in a buffer of its own, so that the loss's backward hands each head its
         gradient in alone's layout (a column of the member's own (B, tasks) gradient)."""
+        layers = {
+            (j, k): (self.by_name[f"heads.{j}.layers.{k}.weight"].unbind(0),
+                     self.by_name[f"heads.{j}.layers.{k}.bias"].unbind(0))
+            for j, depth in enumerate(self.head_depths)
+            for k in range(depth)
+        }  # fmt: skip
         per_member = []
         for p, hp in enumerate(h.unbind(0)):
             own, outputs = _own(hp), []
             for j, depth in enumerate(self.head_depths):
                 o = own
                 for k in range(depth):
-                    w = self.by_name[f"heads.{j}.layers.{k}.weight"][p]
-                    b = self.by_name[f"heads.{j}.layers.{k}.bias"][p]
-                    o = nn.functional.linear(o, _own(w), _own(b))
+                    weights, biases = layers[j, k]
+                    o = nn.functional.linear(o, _own(weights[p]), _own(biases[p]))
                     if k < depth - 1:
                         o = torch.relu(o)
                 outputs.append(o)

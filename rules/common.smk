@@ -71,10 +71,22 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 config.update(_resolved)
 
+
+def _some_network_packs():
+    """Can a single-task network of some training method of the sweep be packed?"""
+    from pipeline.packing import unpackable_reason
+
+    tasks, seed = tuple(config["dataset"]["tasks"][:1]), config["sweep"]["seeds"][0]
+    return any(
+        unpackable_reason(network_spec(config, tasks, "full", seed, a, w)) is None
+        for a, w in sweep_methods(config)
+    )
+
+
 # A cluster group job's Snakemake process (the SLURM plugin's job step) would start each
 # training as a process of its own, where it cannot pack: it restarts itself once, with the
 # local executor and its `run:` jobs as threads (pipeline/pack_size.py says why and how).
-_threaded = threads_argv(sys.argv, config["training"]["pack"])
+_threaded = threads_argv(sys.argv, config["training"]["pack"], _some_network_packs)
 if _threaded is not None:
     logger.info(
         "taskgroup: this group job restarts on the local executor with --force-use-threads, "

@@ -98,7 +98,9 @@ def _fault(monkeypatch, error: BaseException, times: int | None = None) -> list:
 
 def test_transient_errors_are_the_machines_moment() -> None:
     for error in (MemoryError(), OSError(28, "No space left on device"), OUT_OF_MEMORY,
-                  torch.OutOfMemoryError("CUDA"), KeyboardInterrupt(), SystemExit(1)):  # fmt: skip
+                  torch.OutOfMemoryError("CUDA"), RuntimeError("CUDA error: out of memory"),
+                  RuntimeError("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate"),
+                  RuntimeError("std::bad_alloc"), KeyboardInterrupt(), SystemExit(1)):  # fmt: skip
         assert transient(error), error
     for error in (RuntimeError("injected"), ValueError("bad"), FloatingPointError("NaN")):
         assert not transient(error), error

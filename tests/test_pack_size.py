@@ -54,3 +54,24 @@ def test_no_restart_without_packing(pack) -> None:
     """Unpacked trainings as threads of one process contend for the interpreter lock (README
     "Packed training"): with packing off a group job keeps Snakemake's processes."""
     assert threads_argv(GROUP, pack) is None
+
+
+def test_no_restart_where_no_network_of_the_sweep_packs() -> None:
+    """Only a group job's process asks whether anything packs (its answer costs an import of
+    torch), and nothing restarts where nothing would pack (e.g. every method is GradNorm)."""
+    asked = []
+
+    def packs(answer: bool):
+        return lambda: asked.append(answer) or answer
+
+    assert threads_argv(GROUP, "auto", packs(False)) is None
+    assert threads_argv(JOB_STEP, "auto", packs(True)) is not None
+    for argv in (SINGLE, LOCAL_RUN):
+        assert threads_argv(argv, "auto", packs(True)) is None
+    assert asked == [False, True]
+
+
+def test_the_job_steps_short_jobs_option_goes_too() -> None:
+    short = [*JOB_STEP[:-4], "-j", "1", "--mode", "remote"]
+    glued = [*JOB_STEP[:-4], "-j1", "--mode", "remote"]
+    assert threads_argv(short, "auto") == threads_argv(glued, "auto") == threads_argv(JOB_STEP, 8)
