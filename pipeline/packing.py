@@ -232,10 +232,11 @@ class _OwnGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad.clone(memory_format=torch.contiguous_format)
+        return _own(grad)
 
 
 def _own(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in a buffer of its own (freshly allocated, so aligned as alone's)."""
     return t.clone(memory_format=torch.contiguous_format)
 
 

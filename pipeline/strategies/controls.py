@@ -54,11 +54,14 @@ def draw_controls(
     return controls
 
 
+def _control_entries(path: str | os.PathLike) -> list[dict]:
+    with open(path) as fh:
+        return json.load(fh).get("controls") or []
+
+
 def read_controls(path: str | os.PathLike) -> list[Network]:
     """The control networks of a decided-groups file (none when selection.controls is off)."""
-    with open(path) as fh:
-        entries = json.load(fh).get("controls") or []
-    return [Network(tuple(e["tasks"]), e["size"]) for e in entries]
+    return [Network(tuple(e["tasks"]), e["size"]) for e in _control_entries(path)]
 
 
 def control_only_networks(path: str | os.PathLike) -> set[Network]:
@@ -67,7 +70,6 @@ def control_only_networks(path: str | os.PathLike) -> set[Network]:
     their trainings may fail without failing the run (pipeline.jobs)."""
     from .groups import read_decided_groups
 
-    with open(path) as fh:
-        entries = json.load(fh).get("controls") or []
+    entries = _control_entries(path)
     controls = {Network(tuple(e["tasks"]), e["size"]) for e in entries if not e.get("shared")}
     return controls - set(read_decided_groups(path))

@@ -172,22 +172,23 @@ class GradTag(Strategy):
 
             from ..failures import transient
 
-            if transient(error):  # the machine's moment, not the estimate's
-                with open(log, "w") as fh:
-                    fh.write("".join(traceback.format_exception(error)))
-                    print(f"gradtag: {type(error).__name__} is not recorded as the estimate's "
-                          "result; the job fails and a rerun tries again", file=fh)  # fmt: skip
-                raise
-            write_table(GRADTAG.empty_table(), output, GRADTAG)
+            retry = transient(error)  # the machine's moment, not the estimate's
             with open(log, "w") as fh:
                 fh.write("".join(traceback.format_exception(error)))
-                print(
-                    f"{FAILED_LOG_LINE}: {type(error).__name__}: {error}. Recorded as an empty "
-                    "estimate: no groups are decided from it, and the answer is solved over the "
-                    "first stage (singles and the all-in-one network). Delete this estimate "
-                    "file to retry.",
-                    file=fh,
-                )
+                if retry:
+                    print(f"gradtag: {type(error).__name__} is not recorded as the estimate's "
+                          "result; the job fails and a rerun tries again", file=fh)  # fmt: skip
+                else:
+                    print(
+                        f"{FAILED_LOG_LINE}: {type(error).__name__}: {error}. Recorded as an "
+                        "empty estimate: no groups are decided from it, and the answer is "
+                        "solved over the first stage (singles and the all-in-one network). "
+                        "Delete this estimate file to retry.",
+                        file=fh,
+                    )
+            if retry:
+                raise
+            write_table(GRADTAG.empty_table(), output, GRADTAG)
             return
         write_table(table, output, GRADTAG)
         with open(log, "w") as fh:
