@@ -17,11 +17,24 @@ from torch.nn import functional as F
 from pipeline.config import resolve_config
 from pipeline.datasets import load_dataset
 from pipeline.jobs import run_snakemake_job
-from pipeline.metrics import METRIC_OF, masked_binary_losses, masked_loss, roc_auc, task_metric
+from pipeline.metrics import (
+    METRIC_OF,
+    masked_binary_losses,
+    masked_loss,
+    positive_rank_sum,
+    roc_auc,
+    task_metric,
+)
 from pipeline.schema import METRICS, SPEC_METADATA, SPLITS, check_file
 from pipeline.split import make_split, write_split
 from pipeline.sweep import network_spec
-from pipeline.training import train_network
+from pipeline.training import (
+    _Inputs,
+    _vector_score,
+    rows_to_table,
+    score_outputs,
+    train_network,
+)
 
 CPU = torch.device("cpu")
 
@@ -133,6 +146,23 @@ def test_roc_auc_is_nan_with_one_class() -> None:
     assert math.isnan(roc_auc(np.zeros(5), np.arange(5.0)))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_positive_rank_sum_is_rankdata_bit_for_bit(seed: int) -> None:
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(seed)
+    for rows in (1, 2, 17, 1000):
+        # Few distinct scores (long runs of ties) and continuous ones.
+        for score in (rng.integers(0, 4, rows).astype(float), rng.standard_normal(rows)):
+            positives = rng.random(rows) < 0.3
+            expected = float(rankdata(score)[positives].sum())
+            assert positive_rank_sum(score, positives) == expected
+
+
+def test_roc_auc_is_nan_with_a_nan_score() -> None:
+    assert math.isnan(roc_auc(np.array([0.0, 1.0, 1.0]), np.array([0.1, np.nan, 0.3])))
+
+
 def test_task_metric_skips_missing_labels() -> None:
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, 40).astype(float)
@@ -151,6 +181,88 @@ def test_task_metric_skips_missing_labels() -> None:
         2 / 3
     )
     assert math.isnan(task_metric(out, np.full(40, np.nan), "regression"))
+
+
+# ----------------------------------------------------------------------- evaluation scores
+
+
+def _scores_task_by_task(outputs, inputs, types) -> dict:
+    """What score_outputs gave before its shorter path: every task on its own."""
+    scores = {}
+    for split in SPLITS:
+        target = inputs.y[inputs.rows[split]]
+        for j, kind in enumerate(types):
+            out = torch.cat([chunk[j] for chunk in outputs[split]])
+            scores[(split, j)] = _vector_score(out, target[:, j], kind, inputs.scale[j])
+    return scores
+
+
+def _bits(scores: dict) -> dict:
+    return {key: np.array(value, dtype=np.float64).tobytes() for key, value in scores.items()}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_score_outputs_equals_scoring_each_task_alone_bit_for_bit(seed: int) -> None:
+    """The evaluation's one-matrix path for one-output tasks gives each task's loss and metric
+    exactly as masked_loss and task_metric do on that task alone, in the same key order, for
+    odd row counts, several chunks, mixed task types, a task without labels in a split, one
+    class only, tied and non-finite outputs."""
+    rng = np.random.default_rng(seed)
+    types = ["binary", "regression", "multiclass", "binary", "binary", "regression", "binary"]
+    n_rows = 203 + seed * 37
+    y = rng.integers(0, 2, (n_rows, len(types))).astype(np.float32)
+    y[:, 1] = rng.standard_normal(n_rows)
+    y[:, 5] = rng.standard_normal(n_rows)
+    y[:, 2] = rng.integers(0, 3, n_rows)
+    y[rng.random(y.shape) < 0.4] = np.nan
+    labels = rng.choice(["train", "val", "test"], n_rows, p=[0.6, 0.2, 0.2])
+    y[labels == "val", 3] = np.nan  # no label in val
+    y[labels == "test", 4] = np.where(np.isnan(y[labels == "test", 4]), np.nan, 1.0)  # one class
+    inputs = _Inputs(
+        x=None,
+        y=torch.from_numpy(y),
+        rows={s: torch.from_numpy(np.flatnonzero(labels == s)) for s in SPLITS},
+        scale=[1.0, 2.5, 1.0, 1.0, 1.0, 0.5, 1.0],
+    )
+    dims = [3 if kind == "multiclass" else 1 for kind in types]
+    outputs = {}
+    for split in SPLITS:
+        rows = int((labels == split).sum())
+        chunks, start = [], 0
+        for size in (rows // 3, rows - rows // 3):  # two chunks of odd sizes
+            chunk = [torch.randn(size, d) for d in dims]
+            chunk[6] = torch.randint(0, 3, (size, 1)).float()  # many ties
+            chunks.append(chunk)
+            start += size
+        outputs[split] = chunks
+    outputs["test"][1][4][0, 0] = float("inf")  # a non-finite output
+    expected = _scores_task_by_task(outputs, inputs, types)
+    got = score_outputs(outputs, inputs, types)
+    assert list(got) == list(expected)
+    assert _bits(got) == _bits(expected)
+    assert math.isnan(got[("val", 3)][1]) and math.isnan(got[("test", 4)][1])
+    # Labels prepared on the first evaluation serve the next one unchanged.
+    assert _bits(score_outputs(outputs, inputs, types)) == _bits(expected)
+
+
+def test_rows_to_table_repeats_constant_columns() -> None:
+    rows = [
+        {"task": t, "task_type": "binary", "split": s, "epoch": 1, "metric": "loss",
+         "value": float(i), "n_labelled": 3, "wall_time_s": 0.5}
+        for i, (t, s) in enumerate(product(["a", "b"], SPLITS))
+    ]  # fmt: skip
+    constant = {
+        "dataset": "d", "network": "a+b@full", "tasks": ["a", "b"], "n_tasks": 2,
+        "size": "full", "width": 8, "cost": 1.5, "macs": 10, "architecture": "hard_sharing",
+        "weighting": "equal", "seed": 0, "epochs": 1, "device": "cpu", "config_hash": "h",
+        "versions": "{}", "status": "ok", "diverged_epoch": None,
+    }  # fmt: skip
+    table = rows_to_table(rows, constant)
+    assert table.schema == METRICS
+    assert table.column("tasks").to_pylist() == [["a", "b"]] * len(rows)
+    assert table.column("diverged_epoch").null_count == len(rows)
+    assert table.column("value").to_pylist() == [float(i) for i in range(len(rows))]
+    assert rows_to_table([], constant).num_rows == 0
 
 
 # ------------------------------------------------------------------------- train_network
